@@ -1,0 +1,1 @@
+"""Real DICOM peers for tests: filled in by the fixture library."""
