@@ -1,0 +1,426 @@
+"""One DICOM image object's pixels: header checked once, frames decoded lazily, Modality LUT (PS3.3 C.11.1).
+
+The header is validated before anything is decoded, so a crafted Rows x Columns cannot make us
+allocate gigabytes; every failure is a PixelDataError with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_color_lut, get_decoder
+from pydicom.uid import UID
+
+from .codecs import decoder_status, transfer_syntax_name
+from .errors import PixelDataError
+from .geometry import ImagePlane, frame_attribute, plane_from_dataset
+from .voi import FUNCTIONS, VoiLut, Window
+
+MAX_FRAME_BYTES = 1 << 30
+"""No real frame is near 1 GiB decoded; refusing more stops crafted headers from exhausting memory."""
+
+CACHE_FRAMES = 8
+CACHE_BYTES = 256 << 20
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+def _size(n: float) -> str:
+    for unit, factor in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def _one_line(exc: BaseException) -> str:
+    """Compress pydicom's multi-line 'all plugins failed' report into "plugin says '...'" phrases."""
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].lower().startswith("unable to decode"):
+        parts = []
+        for ln in lines[1:]:
+            plugin, _, msg = ln.partition(":")
+            parts.append(f"{plugin.strip()} says '{msg.strip()}'")
+        return "; ".join(parts)
+    return " ".join(lines) or type(exc).__name__
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = ds.get(keyword, default)
+    if value is None or value == "":
+        if default is None:
+            raise PixelDataError(f"the header has no {keyword}, so the pixels cannot be interpreted")
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PixelDataError(f"{keyword} {str(value)!r} is not a number") from None
+
+
+@dataclass(frozen=True)
+class ModalityTransform:
+    """Stored value -> modality value: a rescale (slope, intercept) or a Modality LUT (C.11.1)."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    lut: VoiLut | None = None
+
+    @property
+    def is_identity(self) -> bool:
+        return self.lut is None and self.slope == 1.0 and self.intercept == 0.0
+
+    @property
+    def is_integral(self) -> bool:
+        """True when integer inputs stay exact integers (so int32 suffices)."""
+        if self.lut is not None:
+            return True
+        return float(self.slope).is_integer() and float(self.intercept).is_integer()
+
+    def apply(self, stored: np.ndarray) -> np.ndarray:
+        """int32 when exact in integers, float32 otherwise."""
+        if self.lut is not None:
+            idx = np.clip(stored.astype(np.int64) - self.lut.first_mapped, 0, len(self.lut.data) - 1)
+            return self.lut.data[idx].astype(np.int32)
+        if np.issubdtype(stored.dtype, np.floating):
+            return (stored * self.slope + self.intercept).astype(np.float32)
+        if self.is_integral:
+            out = stored.astype(np.int32)
+            if self.slope != 1.0:
+                out *= int(self.slope)
+            if self.intercept != 0.0:
+                out += int(self.intercept)
+            return out
+        return (stored.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)).astype(np.float32)
+
+    def apply_values(self, values: np.ndarray) -> np.ndarray:
+        """The same mapping in float64, for small tables over a stored-value range."""
+        if self.lut is not None:
+            idx = np.clip(np.asarray(values, dtype=np.int64) - self.lut.first_mapped, 0, len(self.lut.data) - 1)
+            return self.lut.data[idx].astype(np.float64)
+        return np.asarray(values, dtype=np.float64) * self.slope + self.intercept
+
+
+def _lut_from_item(item: Dataset, signed_first: bool) -> VoiLut | None:
+    """LUT Descriptor/Data per C.11.1.1.1: 0 entries means 65536; the first mapped value follows the pixel sign."""
+    desc = item.get("LUTDescriptor")
+    data = item.get("LUTData")
+    if desc is None or data is None or len(desc) != 3:
+        return None
+    entries, first, bits = (int(v) for v in desc)
+    entries = entries or 65536
+    if signed_first and first > 32767:
+        first -= 65536
+    if isinstance(data, bytes | bytearray):
+        dtype = "<u2" if bits > 8 or len(data) >= 2 * entries else "u1"
+        arr = np.frombuffer(data, dtype=dtype)
+    else:
+        arr = np.asarray(data if not isinstance(data, int) else [data])
+    arr = np.asarray(arr, dtype=np.int64)[:entries]
+    if arr.size == 0:
+        return None
+    explanation = str(item.get("LUTExplanation", "") or "")
+    return VoiLut(first, bits, arr, explanation)
+
+
+class ImageSource:
+    """One instance: header read once, frames decoded lazily, small LRU of decoded frames."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.dataset = ds
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._validate()
+
+    @classmethod
+    def open(cls, path: str | Path) -> ImageSource:
+        """Read and validate a file; unreadable or pixel-less files raise PixelDataError."""
+        try:
+            ds = pydicom.dcmread(str(path), force=True)
+        except RecursionError:
+            raise PixelDataError(f"{Path(path).name}: the file nests sequences too deeply to be read") from None
+        except Exception as exc:
+            raise PixelDataError(f"{Path(path).name}: cannot read the DICOM file: {_one_line(exc)}") from None
+        return cls(ds)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> ImageSource:
+        """Wrap an already-read dataset; a shallow copy is taken because missing defaults get filled in."""
+        return cls(copy.copy(ds))
+
+    def _validate(self) -> None:
+        ds = self.dataset
+        keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
+        if keyword is None:
+            raise PixelDataError("the file has no pixel data")
+        self.pixel_keyword = keyword
+        self._ensure_transfer_syntax()
+        self.rows = _int(ds, "Rows")
+        self.columns = _int(ds, "Columns")
+        self.bits_allocated = _int(ds, "BitsAllocated")
+        self.bits_stored = _int(ds, "BitsStored", self.bits_allocated)
+        self.samples_per_pixel = _int(ds, "SamplesPerPixel", 1)
+        self.pixel_representation = _int(ds, "PixelRepresentation", 0)
+        self.number_of_frames = _int(ds, "NumberOfFrames", 1) if "NumberOfFrames" in ds else 1
+        pi = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+        if not pi:
+            pi = "MONOCHROME2" if self.samples_per_pixel == 1 else "RGB"
+        self.photometric = pi
+        if self.rows <= 0 or self.columns <= 0:
+            raise PixelDataError(f"Rows x Columns ({self.rows} x {self.columns}) is empty")
+        if self.number_of_frames <= 0:
+            raise PixelDataError(f"Number of Frames is {self.number_of_frames}")
+        if self.bits_allocated not in (1, 8, 16, 32, 64):
+            raise PixelDataError(f"Bits Allocated {self.bits_allocated} is not 1, 8, 16, 32 or 64")
+        if not 0 < self.bits_stored <= self.bits_allocated:
+            raise PixelDataError(f"Bits Stored {self.bits_stored} does not fit Bits Allocated {self.bits_allocated}")
+        if self.samples_per_pixel not in (1, 3):
+            raise PixelDataError(f"Samples per Pixel {self.samples_per_pixel} is not 1 or 3")
+        if self.pixel_representation not in (0, 1):
+            raise PixelDataError(f"Pixel Representation {self.pixel_representation} is not 0 or 1")
+        if self.samples_per_pixel == 3 and pi.startswith("MONOCHROME"):
+            raise PixelDataError(f"{pi} with 3 samples per pixel is contradictory")
+        # Fill in what pydicom's decoder insists on, with the defaults the standard implies.
+        ds.BitsStored = self.bits_stored
+        ds.SamplesPerPixel = self.samples_per_pixel
+        ds.PixelRepresentation = self.pixel_representation
+        ds.PhotometricInterpretation = pi
+        if self.samples_per_pixel > 1 and "PlanarConfiguration" not in ds:
+            ds.PlanarConfiguration = 0
+
+        pixels = self.rows * self.columns * self.samples_per_pixel
+        frame_bytes = (pixels * self.bits_allocated + 7) // 8
+        if pi == "YBR_FULL_422" and not self.transfer_syntax.is_encapsulated:
+            frame_bytes = frame_bytes * 2 // 3
+        self.frame_bytes = frame_bytes
+        dims = f"Rows x Columns ({self.rows} x {self.columns})"
+        value = ds[keyword].value
+        held = len(value) if value is not None else 0
+        if not self.transfer_syntax.is_encapsulated:
+            needed = (pixels * self.number_of_frames * self.bits_allocated + 7) // 8
+            if pi == "YBR_FULL_422":
+                needed = needed * 2 // 3
+            if held < needed:
+                if self.number_of_frames > 1:
+                    dims += f" x {self.number_of_frames} frames"
+                raise PixelDataError(f"{dims} needs {_size(needed)} but the file holds {_size(held)} of pixel data")
+        elif held == 0:
+            raise PixelDataError("the encapsulated pixel data is empty")
+        if frame_bytes > MAX_FRAME_BYTES:
+            raise PixelDataError(f"{dims} needs {_size(frame_bytes)} per frame, more than the {_size(MAX_FRAME_BYTES)} limit")
+
+    def _ensure_transfer_syntax(self) -> None:
+        """Files without File Meta: use the encoding the reader detected (only native encodings are possible)."""
+        ds = self.dataset
+        meta = getattr(ds, "file_meta", None)
+        ts = meta.get("TransferSyntaxUID") if meta is not None else None
+        if not ts:
+            implicit, little = getattr(ds, "original_encoding", (None, None))
+            if implicit is None:
+                implicit, little = ds.is_implicit_VR, ds.is_little_endian
+            if implicit is None:
+                raise PixelDataError("the transfer syntax is unknown (no File Meta) and cannot be guessed")
+            ts = "1.2.840.10008.1.2" if implicit else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+            if meta is None:
+                ds.file_meta = FileMetaDataset()
+            ds.file_meta.TransferSyntaxUID = UID(ts)
+        uid = UID(str(ts))
+        if not uid.is_transfer_syntax and not uid.is_private:
+            raise PixelDataError(f"{uid} is not a transfer syntax")
+        self.transfer_syntax = uid
+
+    @property
+    def is_color(self) -> bool:
+        """True when frames come out as RGB uint8 (H, W, 3)."""
+        return self.samples_per_pixel == 3 or self.photometric == "PALETTE COLOR"
+
+    @property
+    def invert(self) -> bool:
+        """Display inversion: MONOCHROME1, or Presentation LUT Shape INVERSE on MONOCHROME2.
+
+        For MONOCHROME1 the standard pairs INVERSE with it (e.g. DX), meaning the same single inversion.
+        """
+        if self.photometric == "MONOCHROME1":
+            return True
+        return str(self.dataset.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
+
+    def _check_index(self, index: int) -> None:
+        if not 0 <= index < self.number_of_frames:
+            raise IndexError(f"frame {index} out of range 0..{self.number_of_frames - 1}")
+
+    def stored_frame(self, index: int) -> np.ndarray:
+        """Decoded stored values (BitsStored masked, signed handled); colour as RGB uint8 (H, W, 3)."""
+        self._check_index(index)
+        with self._lock:
+            hit = self._cache.get(index)
+            if hit is not None:
+                self._cache.move_to_end(index)
+                return hit
+        arr = self._decode(index)
+        arr.flags.writeable = False
+        with self._lock:
+            self._cache[index] = arr
+            total = sum(a.nbytes for a in self._cache.values())
+            while len(self._cache) > 1 and (len(self._cache) > CACHE_FRAMES or total > CACHE_BYTES):
+                _, old = self._cache.popitem(last=False)
+                total -= old.nbytes
+        return arr
+
+    def _decode(self, index: int) -> np.ndarray:
+        ts = self.transfer_syntax
+        status = decoder_status(str(ts))
+        if status is not None:
+            raise PixelDataError(f"cannot decode {transfer_syntax_name(ts)}: {status}")
+        try:
+            arr, props = get_decoder(ts).as_array(
+                self.dataset,
+                index=index if self.number_of_frames > 1 else None,
+                correct_unused_bits=True,
+                number_of_frames=self.number_of_frames,
+            )
+        except Exception as exc:
+            raise PixelDataError(f"cannot decode {transfer_syntax_name(ts)}: {_one_line(exc)}") from None
+        shape = (self.rows, self.columns) + ((self.samples_per_pixel,) if self.samples_per_pixel > 1 else ())
+        if arr.shape != shape:
+            try:
+                arr = arr.reshape(shape)
+            except ValueError:
+                raise PixelDataError(f"decoded frame has shape {arr.shape}, expected {shape}") from None
+        if self.photometric == "PALETTE COLOR":
+            return self._palette(arr)
+        if self.samples_per_pixel == 3:
+            return self._rgb8(arr)
+        if arr.dtype.kind in "iu" and self.bits_stored < arr.dtype.itemsize * 8:
+            arr = self._mask(arr)
+        return np.ascontiguousarray(arr)
+
+    def _mask(self, arr: np.ndarray) -> np.ndarray:
+        """Keep only BitsStored bits (the unused high bits may hold overlays or garbage, PS3.5 8.1.1)."""
+        shift = arr.dtype.itemsize * 8 - self.bits_stored
+        if self.pixel_representation == 1:
+            signed = arr.astype(arr.dtype.str.replace("u", "i"), copy=True)
+            signed <<= shift
+            signed >>= shift
+            return signed
+        if arr.dtype.kind == "i":
+            arr = arr.view(arr.dtype.str.replace("i", "u"))
+        return arr & np.array((1 << self.bits_stored) - 1, dtype=arr.dtype)
+
+    def _rgb8(self, arr: np.ndarray) -> np.ndarray:
+        if arr.dtype == np.uint8:
+            return np.ascontiguousarray(arr)
+        shift = max(self.bits_stored - 8, 0)
+        return np.ascontiguousarray((arr.astype(np.uint32) >> shift).clip(0, 255).astype(np.uint8))
+
+    def _palette(self, arr: np.ndarray) -> np.ndarray:
+        """PALETTE COLOR through the Red/Green/Blue Palette LUTs (C.7.6.3.1.5), scaled to 8 bits."""
+        try:
+            rgb = apply_color_lut(arr, self.dataset)
+        except Exception as exc:
+            raise PixelDataError(f"cannot apply the palette colour lookup tables: {_one_line(exc)}") from None
+        if rgb.dtype != np.uint8:
+            if int(rgb.max(initial=0)) > 255:
+                rgb = rgb >> 8
+            rgb = rgb.astype(np.uint8)
+        return np.ascontiguousarray(rgb)
+
+    def modality_transform(self, index: int = 0) -> ModalityTransform:
+        """Per-frame Pixel Value Transformation first, then top-level Rescale, then Modality LUT Sequence."""
+        ds = self.dataset
+        slope = frame_attribute(ds, index, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = frame_attribute(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
+        if slope is None and intercept is None:
+            slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+        if slope is None and intercept is None:
+            seq = ds.get("ModalityLUTSequence")
+            if seq:
+                lut = _lut_from_item(seq[0], self.pixel_representation == 1)
+                if lut is not None:
+                    return ModalityTransform(lut=lut)
+            return ModalityTransform()
+        try:
+            s = float(slope) if slope not in (None, "") else 1.0
+            b = float(intercept) if intercept not in (None, "") else 0.0
+        except (TypeError, ValueError):
+            raise PixelDataError(f"Rescale Slope/Intercept {slope!r}/{intercept!r} are not numbers") from None
+        if not np.isfinite(s) or not np.isfinite(b) or s == 0:
+            s, b = 1.0, 0.0
+        return ModalityTransform(s, b)
+
+    def modality_frame(self, index: int) -> np.ndarray:
+        """Grey: modality values (int32 when exact, else float32). Colour: the RGB uint8 frame."""
+        stored = self.stored_frame(index)
+        if self.is_color:
+            return stored
+        return self.modality_transform(index).apply(stored)
+
+    def windows(self, index: int = 0) -> list[Window]:
+        """All window centre/width pairs for a frame (Frame VOI LUT macro first), with function and explanation."""
+        ds = self.dataset
+        for container in self._voi_containers(index):
+            centers = container.get("WindowCenter")
+            widths = container.get("WindowWidth")
+            if centers is None or widths is None:
+                continue
+            found = self._parse_windows(container, centers, widths)
+            if found:
+                return found
+        return []
+
+    def _voi_containers(self, index: int) -> list[Any]:
+        ds = self.dataset
+        containers = []
+        for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+            groups = ds.get(keyword)
+            i = index if keyword.startswith("Per") else 0
+            if groups and 0 <= i < len(groups):
+                seq = groups[i].get("FrameVOILUTSequence")
+                if seq:
+                    containers.append(seq[0])
+        containers.append(ds)
+        return containers
+
+    @staticmethod
+    def _parse_windows(container: Any, centers: Any, widths: Any) -> list[Window]:
+        def as_list(v: Any) -> list[Any]:
+            return list(v) if isinstance(v, list | tuple) or hasattr(v, "__iter__") and not isinstance(v, str) else [v]
+
+        cs, ws = as_list(centers), as_list(widths)
+        expl = container.get("WindowCenterWidthExplanation", "")
+        es = as_list(expl) if expl else []
+        function = str(container.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+        if function not in FUNCTIONS:
+            function = "LINEAR"
+        out = []
+        for i, (c, w) in enumerate(zip(cs, ws, strict=False)):
+            try:
+                c, w = float(c), float(w)
+            except (TypeError, ValueError):
+                continue
+            if not (np.isfinite(c) and np.isfinite(w)) or w <= 0 or (function == "LINEAR" and w < 1):
+                continue
+            out.append(Window(c, w, function, str(es[i]).strip() if i < len(es) else ""))
+        return out
+
+    def voi_lut_sequence(self, index: int = 0) -> list[VoiLut]:
+        """The VOI LUT Sequence items (C.11.2.1.1) for a frame; empty when there are none."""
+        signed = self.pixel_representation == 1 and self.modality_transform(index).is_identity
+        for container in self._voi_containers(index):
+            seq = container.get("VOILUTSequence")
+            if seq:
+                luts = [lut for item in seq if (lut := _lut_from_item(item, signed)) is not None]
+                if luts:
+                    return luts
+        return []
+
+    def plane(self, index: int = 0) -> ImagePlane | None:
+        """Geometry of a frame (per-frame functional groups for enhanced objects); None without IPP/IOP."""
+        self._check_index(index)
+        return plane_from_dataset(self.dataset, index)

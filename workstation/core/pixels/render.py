@@ -1,0 +1,81 @@
+"""Stored values -> Modality LUT -> VOI -> Presentation LUT -> 8-bit display buffer (PS3.14 / PS3.3 C.11).
+
+The whole greyscale chain is folded into one uint8 table indexed by (stored value - frame minimum),
+so re-windowing costs one small table build plus one ``numpy.take``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .image import ImageSource
+from .voi import VoiLut, Window, full_range_window, window_to_uint8
+
+MAX_TABLE = 1 << 16
+"""Largest stored-value span mapped through a table; wider (32-bit, float) frames are windowed directly."""
+
+
+class FrameRenderer:
+    """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step."""
+
+    def __init__(self, source: ImageSource, frame: int = 0) -> None:
+        self.source = source
+        self.frame = frame
+        self.is_color = source.is_color
+        self.invert = source.invert
+        self._rgb: np.ndarray | None = None
+        self._index: np.ndarray | None = None
+        self._inputs: np.ndarray | None = None
+        self._values: np.ndarray | None = None
+        self.voi_luts: list[VoiLut] = []
+        if self.is_color:
+            self._rgb = np.ascontiguousarray(source.stored_frame(frame))
+            self.value_range = (0.0, 255.0)
+            self.file_windows: list[Window] = []
+            self.default_window = Window(127.5, 256.0, "LINEAR", "colour")
+            return
+        stored = source.stored_frame(frame)
+        transform = source.modality_transform(frame)
+        if stored.dtype.kind in "iub" and stored.size:
+            smin, smax = int(stored.min()), int(stored.max())
+        else:
+            smin, smax = 0, MAX_TABLE
+        if stored.dtype.kind in "iub" and smax - smin < MAX_TABLE:
+            index = np.empty(stored.shape, dtype=np.uint16)
+            np.subtract(stored, smin, out=index, casting="unsafe")
+            self._index = index
+            self._inputs = transform.apply_values(np.arange(smin, smax + 1))
+            vmin, vmax = float(self._inputs.min()), float(self._inputs.max())
+        else:
+            self._values = transform.apply(stored).astype(np.float64)
+            vmin, vmax = (float(np.nanmin(self._values)), float(np.nanmax(self._values))) if stored.size else (0.0, 0.0)
+        self.value_range = (vmin, vmax)
+        self.file_windows = source.windows(frame)
+        self.voi_luts = [] if self.file_windows else source.voi_lut_sequence(frame)
+        self.default_window = self.file_windows[0] if self.file_windows else full_range_window(vmin, vmax)
+
+    def render(self, window: Window | None = None) -> np.ndarray:
+        """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI."""
+        if self._rgb is not None:
+            return self._rgb.copy()
+        if window is None and self.voi_luts:
+            return self._apply_lut(self.voi_luts[0])
+        window = window or self.default_window
+        if self._index is not None:
+            table = window_to_uint8(self._inputs, window, self.invert)
+            return np.take(table, self._index)
+        return window_to_uint8(self._values, window, self.invert)
+
+    def _apply_lut(self, lut: VoiLut) -> np.ndarray:
+        if self._index is not None:
+            table = lut.to_uint8(self._inputs)
+            if self.invert:
+                table = 255 - table
+            return np.take(table, self._index)
+        out = lut.to_uint8(self._values)
+        return 255 - out if self.invert else out
+
+
+def render(source: ImageSource, frame: int = 0, window: Window | None = None) -> np.ndarray:
+    """The 8-bit display buffer; window None: first file window, else VOI LUT Sequence, else full range."""
+    return FrameRenderer(source, frame).render(window)
