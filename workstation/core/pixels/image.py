@@ -363,7 +363,6 @@ class ImageSource:
 
     def windows(self, index: int = 0) -> list[Window]:
         """All window centre/width pairs for a frame (Frame VOI LUT macro first), with function and explanation."""
-        ds = self.dataset
         for container in self._voi_containers(index):
             centers = container.get("WindowCenter")
             widths = container.get("WindowWidth")
