@@ -32,7 +32,12 @@ THRESHOLD = 0.999
 LOSSY_TWIN = ("1.2.840.10008.1.2.4.51",)
 """12-bit lossy JPEG: libjpeg and DCMTK's IJG 6b IDCTs differ by 1 stored level on ~1.4 % of pixels, so
 these are compared through an uncompressed twin holding pydicom's decode (tests rendering, not the IDCT)."""
-NEEDS_GDCM = ("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+NEEDS_GDCM = (
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+)
 
 EXCLUDED: dict[str, str] = {
     "orthanc_tests/Database/2021-02-19-MalaterreCP246.dcm": (
@@ -97,10 +102,14 @@ def _compare(root: Path, rel: str, ts: str, work: Path) -> dict:
         ds.save_as(src, enforce_file_format=True)
     elif ts in NEEDS_GDCM:
         src = work / f"{tag}.raw.dcm"
-        proc = subprocess.run(["gdcmconv", "--raw", str(path), str(src)], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["gdcmconv", "--raw", str(path), str(src)], capture_output=True, text=True, timeout=60
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"gdcmconv --raw failed: {proc.stderr.strip()}")
-    theirs_explicit = _dcmtk(["+Ww", repr(window.center), repr(window.width), str(src)], work / f"{tag}.w.pgm")
+    theirs_explicit = _dcmtk(
+        ["+Ww", repr(window.center), repr(window.width), str(src)], work / f"{tag}.w.pgm"
+    )
     theirs_minmax = _dcmtk(["+Wm", str(src)], work / f"{tag}.m.pgm")
     return {
         "window": window,

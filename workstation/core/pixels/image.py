@@ -98,12 +98,16 @@ class ModalityTransform:
             if self.intercept != 0.0:
                 out += int(self.intercept)
             return out
-        return (stored.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)).astype(np.float32)
+        return (stored.astype(np.float32) * np.float32(self.slope) + np.float32(self.intercept)).astype(
+            np.float32
+        )
 
     def apply_values(self, values: np.ndarray) -> np.ndarray:
         """The same mapping in float64, for small tables over a stored-value range."""
         if self.lut is not None:
-            idx = np.clip(np.asarray(values, dtype=np.int64) - self.lut.first_mapped, 0, len(self.lut.data) - 1)
+            idx = np.clip(
+                np.asarray(values, dtype=np.int64) - self.lut.first_mapped, 0, len(self.lut.data) - 1
+            )
             return self.lut.data[idx].astype(np.float64)
         return np.asarray(values, dtype=np.float64) * self.slope + self.intercept
 
@@ -145,7 +149,9 @@ class ImageSource:
         try:
             ds = pydicom.dcmread(str(path), force=True)
         except RecursionError:
-            raise PixelDataError(f"{Path(path).name}: the file nests sequences too deeply to be read") from None
+            raise PixelDataError(
+                f"{Path(path).name}: the file nests sequences too deeply to be read"
+            ) from None
         except Exception as exc:
             raise PixelDataError(f"{Path(path).name}: cannot read the DICOM file: {_one_line(exc)}") from None
         return cls(ds)
@@ -180,7 +186,9 @@ class ImageSource:
         if self.bits_allocated not in (1, 8, 16, 32, 64):
             raise PixelDataError(f"Bits Allocated {self.bits_allocated} is not 1, 8, 16, 32 or 64")
         if not 0 < self.bits_stored <= self.bits_allocated:
-            raise PixelDataError(f"Bits Stored {self.bits_stored} does not fit Bits Allocated {self.bits_allocated}")
+            raise PixelDataError(
+                f"Bits Stored {self.bits_stored} does not fit Bits Allocated {self.bits_allocated}"
+            )
         if self.samples_per_pixel not in (1, 3):
             raise PixelDataError(f"Samples per Pixel {self.samples_per_pixel} is not 1 or 3")
         if self.pixel_representation not in (0, 1):
@@ -210,11 +218,15 @@ class ImageSource:
             if held < needed:
                 if self.number_of_frames > 1:
                     dims += f" x {self.number_of_frames} frames"
-                raise PixelDataError(f"{dims} needs {_size(needed)} but the file holds {_size(held)} of pixel data")
+                raise PixelDataError(
+                    f"{dims} needs {_size(needed)} but the file holds {_size(held)} of pixel data"
+                )
         elif held == 0:
             raise PixelDataError("the encapsulated pixel data is empty")
         if frame_bytes > MAX_FRAME_BYTES:
-            raise PixelDataError(f"{dims} needs {_size(frame_bytes)} per frame, more than the {_size(MAX_FRAME_BYTES)} limit")
+            raise PixelDataError(
+                f"{dims} needs {_size(frame_bytes)} per frame, more than the {_size(MAX_FRAME_BYTES)} limit"
+            )
 
     def _ensure_transfer_syntax(self) -> None:
         """Files without File Meta: use the encoding the reader detected (only native encodings are possible)."""
@@ -227,7 +239,11 @@ class ImageSource:
                 implicit, little = ds.is_implicit_VR, ds.is_little_endian
             if implicit is None:
                 raise PixelDataError("the transfer syntax is unknown (no File Meta) and cannot be guessed")
-            ts = "1.2.840.10008.1.2" if implicit else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+            ts = (
+                "1.2.840.10008.1.2"
+                if implicit
+                else ("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+            )
             if meta is None:
                 ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = UID(ts)
@@ -389,7 +405,11 @@ class ImageSource:
     @staticmethod
     def _parse_windows(container: Any, centers: Any, widths: Any) -> list[Window]:
         def as_list(v: Any) -> list[Any]:
-            return list(v) if isinstance(v, list | tuple) or hasattr(v, "__iter__") and not isinstance(v, str) else [v]
+            return (
+                list(v)
+                if isinstance(v, list | tuple) or hasattr(v, "__iter__") and not isinstance(v, str)
+                else [v]
+            )
 
         cs, ws = as_list(centers), as_list(widths)
         expl = container.get("WindowCenterWidthExplanation", "")

@@ -48,7 +48,11 @@ class FrameRenderer:
             vmin, vmax = float(self._inputs.min()), float(self._inputs.max())
         else:
             self._values = transform.apply(stored).astype(np.float64)
-            vmin, vmax = (float(np.nanmin(self._values)), float(np.nanmax(self._values))) if stored.size else (0.0, 0.0)
+            vmin, vmax = (
+                (float(np.nanmin(self._values)), float(np.nanmax(self._values)))
+                if stored.size
+                else (0.0, 0.0)
+            )
         self.value_range = (vmin, vmax)
         self.file_windows = source.windows(frame)
         self.voi_luts = [] if self.file_windows else source.voi_lut_sequence(frame)

@@ -38,7 +38,9 @@ class VoiLut:
 
     def to_uint8(self, values: np.ndarray) -> np.ndarray:
         """Values below/above the table take the first/last entry (C.11.2.1.1); output scaled by 2^bits."""
-        idx = np.clip(np.rint(np.asarray(values, dtype=np.float64) - self.first_mapped), 0, len(self.data) - 1)
+        idx = np.clip(
+            np.rint(np.asarray(values, dtype=np.float64) - self.first_mapped), 0, len(self.data) - 1
+        )
         out = self.data[idx.astype(np.intp)].astype(np.float64)
         top = float((1 << self.bits) - 1) if self.bits > 0 else float(self.data.max() or 1)
         return np.clip(np.rint(out * (255.0 / top)), 0, 255).astype(np.uint8)
