@@ -6,7 +6,6 @@ allocate gigabytes; every failure is a PixelDataError with a one-line reason.
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -159,7 +158,14 @@ class ImageSource:
     @classmethod
     def from_dataset(cls, ds: Dataset) -> ImageSource:
         """Wrap an already-read dataset; a shallow copy is taken because missing defaults get filled in."""
-        return cls(copy.copy(ds))
+        clone = Dataset({tag: ds.get_item(tag) for tag in ds.keys()})
+        meta = getattr(ds, "file_meta", None)
+        if meta is not None:
+            clone.file_meta = FileMetaDataset({tag: meta.get_item(tag) for tag in meta.keys()})
+        implicit, little = ds.original_encoding
+        if implicit is not None:
+            clone.set_original_encoding(implicit, little, ds.original_character_set)
+        return cls(clone)
 
     def _validate(self) -> None:
         ds = self.dataset
