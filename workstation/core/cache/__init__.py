@@ -1,0 +1,18 @@
+"""The local cache: a crash-safe file store of DICOM instances with an SQLite index for the browser.
+
+Qt-free; the CLI, the GUI services and the network receivers all go through `Cache`.
+"""
+
+from workstation.core.cache.query import QueryFilter
+from workstation.core.cache.reports import CacheError, EvictReport, ImportReport, Rejection, VerifyReport
+from workstation.core.cache.store import Cache
+
+__all__ = [
+    "Cache",
+    "CacheError",
+    "EvictReport",
+    "ImportReport",
+    "QueryFilter",
+    "Rejection",
+    "VerifyReport",
+]
