@@ -1,0 +1,166 @@
+"""Series -> volume: sorting, spacing, direction, and the warnings/errors a radiologist must see."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import RLELossless, generate_uid
+
+from workstation.core.pixels.volume import VolumeError, assemble_volume, sort_slices
+from workstation.core.tasks import Cancelled, CancelToken
+
+pytestmark = pytest.mark.samples
+
+PHILIPS = "dcm_qa_ct/In/Philips/S21570/S2020"
+
+
+@pytest.fixture(scope="module")
+def philips(samples):
+    return sorted((samples / PHILIPS).iterdir())
+
+
+@pytest.fixture(scope="module")
+def philips_volume(philips):
+    return assemble_volume(philips)
+
+
+def naive(paths):
+    dss = [pydicom.dcmread(p) for p in paths]
+    dss.sort(key=lambda d: float(d.ImagePositionPatient[2]))
+    return np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in dss]), dss
+
+
+def test_philips_140_slices(philips, philips_volume):
+    v = philips_volume
+    assert v.array.shape == (140, 512, 512) and v.array.dtype == np.int16
+    assert v.spacing == pytest.approx((1.0, 0.451171875, 0.451171875))
+    assert v.warnings == []
+    np.testing.assert_allclose(v.direction, np.eye(3), atol=1e-9)
+    ref, dss = naive(philips)
+    np.testing.assert_array_equal(v.array, ref)
+    assert v.source_uids == [d.SOPInstanceUID for d in dss]
+    np.testing.assert_allclose(v.origin, [float(x) for x in dss[0].ImagePositionPatient])
+    assert v.array.min() == -1024 and v.array.max() > 700
+
+
+def test_localizer_is_excluded(samples, philips):
+    v = assemble_volume([samples / "dcm_qa_ct/In/Philips/S21570/S1000/I10", *philips[:10]])
+    assert v.array.shape[0] == 10
+    assert any("localizer" in w for w in v.warnings)
+
+
+def test_mixed_orientation_is_an_error(philips, tmp_path):
+    ds = pydicom.dcmread(philips[0])
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.SOPInstanceUID = generate_uid()
+    odd = tmp_path / "coronal.dcm"
+    ds.save_as(odd)
+    with pytest.raises(VolumeError, match="mixed orientations"):
+        assemble_volume([*philips[:5], odd])
+
+
+def test_different_sizes_and_too_few_slices(philips, tmp_path):
+    with pytest.raises(VolumeError, match="at least 2"):
+        assemble_volume(philips[:1])
+    ds = pydicom.dcmread(philips[5])
+    ds.PixelData = ds.pixel_array[:256].tobytes()
+    ds.Rows = 256
+    small = tmp_path / "small.dcm"
+    ds.save_as(small)
+    with pytest.raises(VolumeError, match="different sizes"):
+        assemble_volume([*philips[:3], small])
+
+
+def test_no_geometry_is_an_error(samples):
+    paths = [samples / "dcm_qa_ts/In/1.dcm", samples / "pydicom_testfiles/pydicom/image_dfl.dcm"]
+    with pytest.raises(VolumeError):
+        assemble_volume(paths)
+
+
+def test_ge_tilted_series_warns(samples):
+    v = assemble_volume(sorted((samples / "dcm_qa_ct/In/GE").glob("*.dcm")))
+    assert v.array.shape == (28, 512, 512)
+    text = " ".join(v.warnings)
+    assert "Gantry tilt" in text and "18.5°" in text
+    assert "Non-uniform slice spacing" in text
+    assert v.spacing[0] == pytest.approx(4.0, abs=0.01)
+    ref, _ = naive(sorted((samples / "dcm_qa_ct/In/GE").glob("*.dcm")))
+    assert v.array.min() == ref.min() and v.array.max() == ref.max()
+
+
+def test_sagittal_mr_direction(samples):
+    v = assemble_volume(sorted((samples / "dcm_qa_deident/In").glob("*.dcm")))
+    assert v.array.shape == (196, 256, 256)
+    expected = np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0]], dtype=float)
+    np.testing.assert_allclose(v.direction, expected, atol=1e-6)
+    assert v.spacing[0] == pytest.approx(1.2, abs=1e-3) and v.warnings == []
+    far = v.index_to_patient(195, 0, 0)
+    assert far[0] == pytest.approx(v.origin[0] - 195 * 1.2, abs=0.01)
+
+
+def test_missing_slice_warning(philips):
+    paths = philips[:50] + philips[51:]
+    v = assemble_volume(paths)
+    assert v.array.shape[0] == 139
+    assert any(w.startswith("Missing slices") and "1 slice(s) missing" in w for w in v.warnings)
+    assert v.spacing[0] == pytest.approx(1.0)
+
+
+def test_duplicate_positions_warn(philips):
+    v = assemble_volume([*philips[:5], philips[2]])
+    assert v.array.shape[0] == 5 and any("Duplicate" in w for w in v.warnings)
+
+
+def test_compressed_slices_fall_back_to_decoder(philips, tmp_path):
+    paths = []
+    for i, src in enumerate(philips[:4]):
+        ds = pydicom.dcmread(src)
+        if i % 2:
+            ds.compress(RLELossless)
+        dst = tmp_path / f"{i}.dcm"
+        ds.save_as(dst)
+        paths.append(dst)
+    v = assemble_volume(paths)
+    np.testing.assert_array_equal(v.array, assemble_volume(philips[:4]).array)
+
+
+def test_float_when_rescale_is_not_integer(philips, tmp_path):
+    paths = []
+    for i, src in enumerate(philips[:3]):
+        ds = pydicom.dcmread(src)
+        ds.RescaleSlope = 0.5
+        dst = tmp_path / f"{i}.dcm"
+        ds.save_as(dst)
+        paths.append(dst)
+    v = assemble_volume(paths)
+    assert v.array.dtype == np.float32
+    ref, _ = naive(paths)
+    np.testing.assert_allclose(v.array, ref)
+
+
+def test_progress_and_cancel(philips):
+    seen = []
+    assemble_volume(philips[:6], progress=lambda d, t, m: seen.append((d, t, m)))
+    assert seen[-1][:2] == (12, 12) and seen[0][2] == "reading headers"
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        assemble_volume(philips[:6], cancel=token)
+
+
+def test_sort_slices_orders_along_normal(philips):
+    from workstation.core.pixels.volume import read_slice_header
+
+    headers = [read_slice_header(p) for p in philips[:5]]
+    order, positions = sort_slices([h.plane for h in headers])
+    assert sorted(order) == list(range(5)) and np.all(np.diff(positions) > 0)
+
+
+def test_unreadable_file_is_a_volume_error(samples, philips, tmp_path):
+    bad = tmp_path / "bad.dcm"
+    shutil.copy(samples / "orthanc_tests/Database/2026-05-06-Deeply-Nested-Sequence.dcm", bad)
+    with pytest.raises(VolumeError):
+        assemble_volume([*philips[:2], bad])
