@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pydicom.multival import MultiValue
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -51,6 +53,8 @@ class Parsed:
     study_attrs: dict = field(default_factory=dict)
     series_attrs: dict = field(default_factory=dict)
     instance_attrs: dict = field(default_factory=dict)
+    size: int = 0
+    staged: str = ""
 
 
 def check_uid(value: str, keyword: str) -> str:
@@ -62,27 +66,40 @@ def check_uid(value: str, keyword: str) -> str:
     raise CacheError(f"invalid UID {value!r} in {keyword}: a UID is 1-64 digits and dots")
 
 
-def _text(ds: Dataset, keyword: str) -> str:
+@lru_cache(maxsize=None)
+def _tag(keyword: str) -> int:
+    return tag_for_keyword(keyword)
+
+
+def _value(ds: Dataset, keyword: str):
+    """An element's value, converted only when present (pydicom's keyword lookup is the slow part of import)."""
+    tag = _tag(keyword)
+    if tag not in ds._dict:
+        return None
     try:
-        value = ds.get(keyword)
+        return ds[tag].value
     except Exception:
-        return ""
+        return None
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = _value(ds, keyword)
     if value is None:
         return ""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+    if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
+    value = _value(ds, keyword)
+    if value is None or value == "":
+        return None
     try:
-        value = ds.get(keyword)
-        if value is None or value == "":
-            return None
-        if type(value).__name__ == "MultiValue":
+        if isinstance(value, (list, tuple, MultiValue)):
             value = value[0]
         return int(value)
-    except Exception:
+    except (TypeError, ValueError):
         return None
 
 
@@ -156,12 +173,12 @@ def _check_pixels(ds: Dataset, data: bytes, ts: str, deflated: bool) -> None:
     missing = [k for k in ("Rows", "Columns", "BitsAllocated") if _int(ds, k) is None]
     if missing:
         raise CacheError(f"pixel data present but {', '.join(missing)} missing or not a number")
-    if "PixelRepresentation" not in ds:
+    if _tag("PixelRepresentation") not in ds._dict:
         raise CacheError("pixel data present but PixelRepresentation is missing")
     rows, cols, bits = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "BitsAllocated")
     samples = _int(ds, "SamplesPerPixel") or 1
     frames = 1
-    if "NumberOfFrames" in ds:
+    if _tag("NumberOfFrames") in ds._dict:
         frames = _int(ds, "NumberOfFrames")
         if frames is None:
             raise CacheError(f"NumberOfFrames {_text(ds, 'NumberOfFrames')!r} is not a number")
@@ -185,7 +202,7 @@ def _check_complete(ds: Dataset, data: bytes, deflated: bool) -> None:
     """Detect a data set cut short: its last element must end inside the file."""
     if deflated or not ds._dict:
         return
-    last = ds._dict[max(ds._dict)]
+    last = ds._dict[next(reversed(ds._dict))]
     length = getattr(last, "length", None)
     if length is None or length == 0xFFFFFFFF:
         return
@@ -237,7 +254,7 @@ def parse_instance(data: bytes) -> Parsed:
             raise CacheError("truncated or corrupt: no data element could be read after the File Meta")
         raise CacheError("not a DICOM file: no data elements")
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
-    if _text(meta, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+    if _text(meta, "MediaStorageSOPClassUID") == MEDIA_STORAGE_DIRECTORY or _tag("DirectoryRecordSequence") in ds._dict:
         raise CacheError("is a DICOMDIR (media directory), not an instance")
     uids = {
         "StudyInstanceUID": _uid(ds, "StudyInstanceUID"),
@@ -276,6 +293,7 @@ def parse_instance(data: bytes) -> Parsed:
     frames = _int(ds, "NumberOfFrames") or 1
     return Parsed(
         data=data,
+        size=len(data),
         sha1=hashlib.sha1(data).hexdigest(),
         sop=uids["SOPInstanceUID"],
         study=uids["StudyInstanceUID"],

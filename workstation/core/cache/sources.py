@@ -24,6 +24,7 @@ from workstation.core.cache.reports import Rejection
 class Entry:
     label: str
     read: Callable[[], bytes]
+    path: str = ""
 
 
 def _hidden(name: str) -> bool:
@@ -35,7 +36,7 @@ def is_dicomdir_name(name: str) -> bool:
 
 
 def _file_entry(path: Path) -> Entry:
-    return Entry(str(path), path.read_bytes)
+    return Entry(str(path), path.read_bytes, str(path))
 
 
 def _zip_entries(path: Path, rejected: list[Rejection]) -> list[Entry]:
