@@ -533,9 +533,13 @@ class Cache:
         seen_series: set[str] = set()
         last_commit = time.monotonic()
         pending = 0
+        prepared = self._prepared(entries)
         try:
-            for done, (entry, result) in enumerate(self._prepared(entries), start=1):
-                if cancel is not None:
+            for done, (entry, result) in enumerate(prepared, start=1):
+                if cancel is not None and cancel.cancelled:
+                    if isinstance(result, Parsed) and result.staged:
+                        with contextlib.suppress(OSError):
+                            os.unlink(result.staged)
                     cancel.raise_if_cancelled()
                 if isinstance(result, Rejection):
                     report.rejected.append(result)
@@ -568,6 +572,7 @@ class Cache:
             exc.report = report
             raise
         finally:
+            prepared.close()
             self._commit()
         if self.quota_bytes is not None:
             self.evict(self.quota_bytes, keep=set(report.study_uids))
@@ -630,7 +635,7 @@ class Cache:
                 "SELECT p.PatientID, p.PatientName, p.PatientBirthDate, p.PatientSex, "
                 "(SELECT count(*) FROM studies x WHERE x.PatientID = p.PatientID) AS n FROM patients p"
                 + (f" WHERE p.PatientID IN (SELECT s.PatientID FROM studies s{where})" if clauses else "")
-                + " ORDER BY p.PatientName, p.PatientID" + tail
+                + " ORDER BY p.PatientName COLLATE NOCASE, p.PatientID" + tail
             )
             with self._lock:
                 rows = self._db().execute(sql, params).fetchall()
