@@ -13,6 +13,7 @@ Default folders: the CT volumes (dcm_qa_ct, 170 files) and the whole sample corp
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -29,39 +30,39 @@ from workstation.core.cache import Cache  # noqa: E402
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "dicom-samples"
 
 
-def _median_seconds(fn, runs: int) -> tuple[float, list[float]]:
+def _timed(fn) -> float:
+    os.sync()  # untimed: start every run with no dirty pages left by the previous one
+    t0 = time.perf_counter()
     fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
+    return time.perf_counter() - t0
 
 
 def bench(folder: Path, runs: int) -> tuple[float, float, str]:
+    """Runs alternate copy and import so that both see the same machine state."""
     scratch = Path(tempfile.mkdtemp(prefix="bench-import-"))
     counter = [0]
     summary = [""]
 
     def copy() -> None:
         counter[0] += 1
-        dest = scratch / f"cp{counter[0]}"
-        subprocess.run(["cp", "-r", str(folder), str(dest)], check=True)
+        subprocess.run(["cp", "-r", str(folder), str(scratch / f"cp{counter[0]}")], check=True)
 
     def do_import() -> None:
         counter[0] += 1
-        home = scratch / f"home{counter[0]}"
-        with Cache(home) as cache:
+        with Cache(scratch / f"home{counter[0]}") as cache:
             report = cache.import_paths([folder])
         summary[0] = f"imported {report.imported}, duplicates {report.duplicates}, replaced {report.replaced}, rejected {len(report.rejected)}"
 
     try:
-        cp_median, _ = _median_seconds(copy, runs)
-        imp_median, _ = _median_seconds(do_import, runs)
+        copy()
+        do_import()
+        cp_times, imp_times = [], []
+        for _ in range(runs):
+            cp_times.append(_timed(copy))
+            imp_times.append(_timed(do_import))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return cp_median, imp_median, summary[0]
+    return statistics.median(cp_times), statistics.median(imp_times), summary[0]
 
 
 def main() -> int:
@@ -80,7 +81,7 @@ def main() -> int:
         size = sum(p.stat().st_size for p in files)
         cp_s, imp_s, summary = bench(folder, args.runs)
         rows.append((folder.name, len(files), size / 1e6, cp_s, imp_s, imp_s / cp_s, summary))
-    print(f"median of {args.runs} runs each (after one warm-up run)")
+    print(f"median of {args.runs} runs each (after one warm-up run; runs alternate, os.sync() before each)")
     print(f"{'folder':<16} {'files':>6} {'MB':>7} {'cp -r s':>9} {'import s':>9} {'ratio':>6}  target <= 3.0")
     for name, n, mb, cp_s, imp_s, ratio, _ in rows:
         print(f"{name:<16} {n:>6} {mb:>7.1f} {cp_s:>9.3f} {imp_s:>9.3f} {ratio:>6.2f}")

@@ -198,7 +198,7 @@ def test_import_reports_progress_with_a_known_total(cache, tmp_path):
 
 
 def test_import_cancel_keeps_what_was_imported(cache, tmp_path):
-    from workstation.core.tasks import CancelToken, Cancelled
+    from workstation.core.tasks import Cancelled, CancelToken
 
     tmp_path = tmp_path / "in"
     tmp_path.mkdir()

@@ -12,7 +12,7 @@ import hashlib
 import io
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
@@ -66,7 +66,7 @@ def check_uid(value: str, keyword: str) -> str:
     raise CacheError(f"invalid UID {value!r} in {keyword}: a UID is 1-64 digits and dots")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tag(keyword: str) -> int:
     return tag_for_keyword(keyword)
 

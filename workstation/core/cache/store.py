@@ -44,7 +44,7 @@ from workstation.core.cache.reports import (
 )
 from workstation.core.cache.sources import Entry, collect
 from workstation.core.model.records import Instance, Patient, Series, Study
-from workstation.core.tasks import CancelToken, Cancelled, Progress, no_progress
+from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 SCHEMA_VERSION = 1
 BATCH_FILES = 200
@@ -109,6 +109,7 @@ _INSTANCE_FIELDS = (
     "SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, "
     "Rows, Columns, TransferSyntaxUID, path, size_bytes, sha1"
 )
+_ANY = q.QueryFilter()
 _PATIENT_ATTRS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex")
 _STUDY_ATTRS = ("StudyDate", "StudyTime", "StudyDescription", "AccessionNumber", "ReferringPhysicianName", "StudyID")
 _SERIES_ATTRS = ("Modality", "SeriesNumber", "SeriesDescription", "BodyPartExamined", "SeriesDate", "SeriesTime")
@@ -620,7 +621,7 @@ class Cache:
 
     # ----------------------------------------------------------------- queries
 
-    def query(self, level: str, f: q.QueryFilter = q.QueryFilter(), limit: int | None = None) -> list:
+    def query(self, level: str, f: q.QueryFilter = _ANY, limit: int | None = None) -> list:
         """Search the index at patient, study, series or instance level (C-FIND matching semantics)."""
         if level not in q.LEVELS:
             raise CacheError(f"unknown level {level!r}: use one of {', '.join(q.LEVELS)}")
@@ -690,7 +691,7 @@ class Cache:
             path=str(self._abs(r["path"])), size_bytes=r["size_bytes"], extra={"sha1": r["sha1"]},
         )
 
-    def studies(self, f: q.QueryFilter = q.QueryFilter(), limit: int | None = None) -> list[Study]:
+    def studies(self, f: q.QueryFilter = _ANY, limit: int | None = None) -> list[Study]:
         return self.query("study", f, limit)
 
     def series(self, study_uid: str) -> list[Series]:
