@@ -1,0 +1,131 @@
+"""The first window, driven as a user would: import, search, open, scroll, window/level."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from workstation.app import build, shutdown
+
+pytestmark = pytest.mark.timeout(120)
+
+PHANTOM_STUDY = "dcm_qa_ct/In/Philips/S21570"
+PHANTOM_AXIAL = "dcm_qa_ct/In/Philips/S21570/S2020"
+
+
+@pytest.fixture
+def window(qtbot, workstation_home):
+    win, services = build(workstation_home)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    shutdown(services)
+
+
+def import_and_wait(qtbot, win, paths, open_first=False):
+    with qtbot.waitSignal(win.import_ended, timeout=60000) as blocker:
+        assert win.import_paths([str(p) for p in paths], open_first=open_first) is not None
+    return blocker.args[0]
+
+
+def wait_for_image(qtbot, viewport):
+    qtbot.waitUntil(lambda: viewport.image is not None or bool(viewport.error), timeout=20000)
+    assert not viewport.error, viewport.error
+
+
+def test_import_lists_the_study_and_opens_its_series(qtbot, window, samples):
+    report = import_and_wait(qtbot, window, [samples / PHANTOM_AXIAL], open_first=True)
+    assert report.imported == 140 and not report.rejected
+    qtbot.waitUntil(lambda: window.browser.model.rowCount() == 1, timeout=10000)
+    study = window.browser.model.studies[0]
+    assert study.PatientID == "PLASTIC"
+    assert study.NumberOfStudyRelatedInstances == 140
+
+    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
+    viewport = window.viewer.viewport
+    assert window.tabs.currentWidget() is window.viewer
+    assert len(viewport.display_set) == 140
+    wait_for_image(qtbot, viewport)
+    corners = viewport.corner_texts()
+    assert "PLASTIC" in corners["top_left"]
+    assert "2015-02-06" in corners["top_left"]
+    assert "Image 1 / 140" in corners["bottom_left"]
+    # The Philips files carry WindowCenter 40 / WindowWidth 80 (multi-valued): the first is used.
+    assert corners["bottom_right"] == ["W 80  L 40"]
+    assert viewport.image.width() == 512 and viewport.image.height() == 512
+
+
+def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
+    import_and_wait(qtbot, window, [samples / PHANTOM_AXIAL], open_first=True)
+    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
+    viewport = window.viewer.viewport
+    wait_for_image(qtbot, viewport)
+    first = viewport.image.copy()
+
+    qtbot.keyClick(viewport, Qt.Key.Key_Down)
+    qtbot.keyClick(viewport, Qt.Key.Key_Down)
+    assert viewport.index == 2
+    qtbot.waitUntil(lambda: viewport.shown_index == 2, timeout=10000)
+    assert viewport.image != first
+    assert "Image 3 / 140" in viewport.corner_texts()["bottom_left"]
+    assert window.viewer.scroll.value() == 2
+
+    before = viewport.window
+    centre = viewport.rect().center()
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=centre)
+    qtbot.mouseMove(viewport, centre + QPoint(60, 30))
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 30))
+    assert viewport.window.width > before.width
+    assert viewport.window.center > before.center
+    assert viewport.corner_texts()["bottom_right"] == [f"W {viewport.window.width:g}  L {viewport.window.center:g}"]
+
+
+def test_bad_files_are_reported_and_the_rest_imported(qtbot, window, samples, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    shutil.copy(samples / "dcm_qa_ct/In/GE/01.dcm", folder / "good.dcm")
+    shutil.copy(samples / "pydicom_testfiles/pydicom/MR_truncated.dcm", folder / "truncated.dcm")
+    (folder / "notes.txt").write_text("not an image")
+    report = import_and_wait(qtbot, window, [folder])
+    assert report.imported == 1
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in report.rejected) == ["notes.txt", "truncated.dcm"]
+    box = window.findChild(object, "rejected_files_box")
+    assert box is not None
+    qtbot.waitUntil(box.isVisible, timeout=5000)
+    assert "truncated.dcm: pixel data is 8130 bytes" in box.detailedText()
+    assert "1 rejected" not in window.status_label.text() and "2 rejected" in window.status_label.text()
+
+
+def test_search_bar_filters_and_double_click_opens(qtbot, window, samples):
+    import_and_wait(qtbot, window, [samples / "tcia_covid19_ny_sbu", samples / PHANTOM_STUDY])
+    browser = window.browser
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 7, timeout=10000)
+    qtbot.keyClicks(browser.search_edit, "A0679")
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 2, timeout=10000)
+    assert {s.PatientID for s in browser.model.studies} == {"A067967"}
+
+    browser.search_edit.clear()
+    qtbot.keyClicks(browser.search_edit, "plastic")
+    qtbot.waitUntil(lambda: [s.PatientID for s in browser.model.studies] == ["PLASTIC"], timeout=10000)
+    browser.search_edit.clear()
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 7, timeout=10000)
+    # Sort by image count, descending: the phantom's 141-image study comes first.
+    browser.table.sortByColumn(10, Qt.SortOrder.DescendingOrder)
+    index = browser.proxy.index(0, 0)
+    rect = browser.table.visualRect(index)
+    qtbot.mouseClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    with qtbot.waitSignal(window.display_set_shown, timeout=10000) as shown:
+        qtbot.mouseDClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    display_set = shown.args[0]
+    assert display_set.study.PatientID == "PLASTIC"
+    # The study's first series with images: the localizer (series 100) or the axial stack (202).
+    assert display_set.series.SeriesNumber in (100, 202)
+    assert len(display_set) == {100: 1, 202: 140}[display_set.series.SeriesNumber]
+
+
+def test_vtk_is_not_imported_by_the_window(window):
+    assert not any(name == "vtk" or name.startswith("vtkmodules") for name in sys.modules)

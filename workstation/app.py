@@ -1,0 +1,65 @@
+"""The composition root: settings, cache, services and the main window meet here only."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from workstation.core.paths import home_folder
+
+log = logging.getLogger("workstation")
+
+
+def setup_logging(home: Path, debug: bool) -> None:
+    (home / "logs").mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.FileHandler(home / "logs" / "workstation.log", encoding="utf-8")],
+    )
+
+
+def build(home: Path):
+    """Create the services and the main window; returns (window, services) for tests too."""
+    from workstation.core.cache import Cache
+    from workstation.core.settings import load_settings
+    from workstation.services.cache_service import CacheService
+    from workstation.services.frame_service import FrameService
+    from workstation.services.jobs import JobRunner
+    from workstation.ui.main_window import MainWindow
+
+    settings = load_settings(home)
+    cache = Cache(home, quota_bytes=settings.cache_quota_bytes)
+    runner = JobRunner()
+    cache_service = CacheService(cache, runner)
+    frames = FrameService()
+    window = MainWindow(cache_service, frames)
+    return window, (cache, runner, cache_service, frames)
+
+
+def shutdown(services) -> None:
+    cache, runner, _cache_service, frames = services
+    runner.cancel_all()
+    runner.wait(10000)
+    frames.shutdown()
+    cache.close()
+
+
+def run_gui(home: str | None = None, paths: list[str] | None = None, debug: bool = False) -> int:
+    from PySide6.QtWidgets import QApplication
+
+    home_path = home_folder(home)
+    home_path.mkdir(parents=True, exist_ok=True)
+    setup_logging(home_path, debug)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Workstation")
+    app.setOrganizationName("workstation")
+    window, services = build(home_path)
+    window.show()
+    if paths:
+        window.import_paths([str(Path(p)) for p in paths], open_first=True)
+    try:
+        return app.exec()
+    finally:
+        shutdown(services)

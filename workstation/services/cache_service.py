@@ -1,0 +1,60 @@
+"""The cache as the window sees it: searches, series lists and imports run on workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from workstation.core.cache import Cache, QueryFilter
+from workstation.core.model.display_set import DisplaySet, display_set_for
+from workstation.services.jobs import Job, JobRunner
+
+
+class CacheService(QObject):
+    """Owns the `Cache`; every call returns a `Job` whose signals carry the answer."""
+
+    changed = Signal()  # studies were added, replaced or removed
+
+    def __init__(self, cache: Cache, runner: JobRunner) -> None:
+        super().__init__()
+        self.cache = cache
+        self.runner = runner
+
+    def search(self, query: QueryFilter, limit: int | None = 5000) -> Job:
+        return self.runner.submit("search", lambda progress, cancel: self.cache.studies(query, limit=limit))
+
+    def series(self, study_uid: str) -> Job:
+        return self.runner.submit("list series", lambda progress, cancel: self.cache.series(study_uid))
+
+    def display_set(self, series_uid: str) -> Job:
+        """The frames of a series, with its study, for the viewer."""
+
+        def work(progress, cancel) -> DisplaySet:
+            found = self.cache.query("series", QueryFilter(SeriesInstanceUID=series_uid), limit=1)
+            if not found:
+                raise LookupError(f"series {series_uid} is no longer in the cache")
+            series = found[0]
+            studies = self.cache.studies(QueryFilter(StudyInstanceUID=series.StudyInstanceUID), limit=1)
+            self.cache.touch(series.StudyInstanceUID)
+            return display_set_for(series, self.cache.instances(series_uid), studies[0] if studies else None)
+
+        return self.runner.submit("open series", work)
+
+    def import_paths(self, paths: list[str | Path]) -> Job:
+        def work(progress, cancel):
+            return self.cache.import_paths([Path(p) for p in paths], progress=progress, cancel=cancel)
+
+        job = self.runner.submit("import", work)
+        job.ended.connect(self.changed)
+        return job
+
+    def delete_study(self, study_uid: str) -> Job:
+        job = self.runner.submit("delete study", lambda progress, cancel: self.cache.delete(study_uid))
+        job.ended.connect(self.changed)
+        return job
+
+    def pin_study(self, study_uid: str, pinned: bool) -> Job:
+        job = self.runner.submit("pin study", lambda progress, cancel: self.cache.pin(study_uid, pinned))
+        job.ended.connect(self.changed)
+        return job

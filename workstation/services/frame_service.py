@@ -1,0 +1,127 @@
+"""Decodes frames for the viewer on a worker, newest request first, with an LRU of results.
+
+Scrolling fast through a stack queues many requests; only the newest one per viewport is
+decoded, the others are dropped before they start. A decoded frame keeps its modality values
+in a `FrameRenderer`, so window/level on the GUI thread only re-runs the VOI lookup.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from workstation.core.model.display_set import FrameRef
+from workstation.core.pixels.errors import PixelDataError
+from workstation.core.pixels.image import ImageSource
+from workstation.core.pixels.render import FrameRenderer
+
+
+class _FrameCache:
+    """A thread-safe LRU of decoded frames and of open sources (header read once per file)."""
+
+    def __init__(self, frames: int = 96, sources: int = 512) -> None:
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[tuple[str, int], FrameRenderer] = OrderedDict()
+        self._sources: OrderedDict[str, ImageSource] = OrderedDict()
+        self.max_frames = frames
+        self.max_sources = sources
+
+    def get(self, ref: FrameRef) -> FrameRenderer | None:
+        with self._lock:
+            key = (ref.path, ref.frame)
+            hit = self._frames.get(key)
+            if hit is not None:
+                self._frames.move_to_end(key)
+            return hit
+
+    def load(self, ref: FrameRef) -> FrameRenderer:
+        hit = self.get(ref)
+        if hit is not None:
+            return hit
+        with self._lock:
+            source = self._sources.get(ref.path)
+        if source is None:
+            source = ImageSource.open(ref.path)
+            with self._lock:
+                self._sources[ref.path] = source
+                while len(self._sources) > self.max_sources:
+                    self._sources.popitem(last=False)
+        renderer = FrameRenderer(source, ref.frame)
+        with self._lock:
+            self._frames[(ref.path, ref.frame)] = renderer
+            while len(self._frames) > self.max_frames:
+                self._frames.popitem(last=False)
+        return renderer
+
+
+class FrameService(QObject):
+    """frame_loaded(viewport, index, renderer) or frame_failed(viewport, index, reason)."""
+
+    frame_loaded = Signal(object, int, object)
+    frame_failed = Signal(object, int, str)
+
+    def __init__(self, threads: int = 2) -> None:
+        super().__init__()
+        self.pool = QThreadPool()
+        self.pool.setMaxThreadCount(threads)
+        self.cache = _FrameCache()
+        self._latest: dict[object, int] = {}
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def cached(self, ref: FrameRef) -> FrameRenderer | None:
+        return self.cache.get(ref)
+
+    def request(self, viewport: object, index: int, ref: FrameRef) -> None:
+        """Ask for a frame; an older pending request of the same viewport is dropped."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._latest[viewport] = generation
+        self.pool.start(_DecodeTask(self, viewport, index, ref, generation))
+
+    def prefetch(self, refs: list[FrameRef]) -> None:
+        """Decode neighbours in the background so scrolling finds them ready."""
+        for ref in refs:
+            if self.cache.get(ref) is None:
+                self.pool.start(_PrefetchTask(self.cache, ref), priority=-1)
+
+    def is_current(self, viewport: object, generation: int) -> bool:
+        with self._lock:
+            return self._latest.get(viewport) == generation
+
+    def shutdown(self) -> None:
+        self.pool.clear()
+        self.pool.waitForDone(5000)
+
+
+class _DecodeTask(QRunnable):
+    def __init__(self, service: FrameService, viewport, index: int, ref: FrameRef, generation: int) -> None:
+        super().__init__()
+        self.service, self.viewport, self.index, self.ref, self.generation = service, viewport, index, ref, generation
+
+    def run(self) -> None:
+        if not self.service.is_current(self.viewport, self.generation):
+            return
+        try:
+            renderer = self.service.cache.load(self.ref)
+        except PixelDataError as exc:
+            self.service.frame_failed.emit(self.viewport, self.index, str(exc))
+        except Exception as exc:
+            self.service.frame_failed.emit(self.viewport, self.index, f"cannot show this image: {exc}")
+        else:
+            self.service.frame_loaded.emit(self.viewport, self.index, renderer)
+
+
+class _PrefetchTask(QRunnable):
+    def __init__(self, cache: _FrameCache, ref: FrameRef) -> None:
+        super().__init__()
+        self.cache, self.ref = cache, ref
+
+    def run(self) -> None:
+        try:
+            self.cache.load(self.ref)
+        except Exception:
+            pass  # the viewer reports the error when the user reaches that frame

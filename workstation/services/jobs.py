@@ -1,0 +1,115 @@
+"""Run a core job on the thread pool with progress, cancellation and an outcome as signals.
+
+A job function takes `(progress, cancel)` and returns a result. Its `Job` handle lives on the
+main thread; the worker only emits signals, so slots always run on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+
+from workstation.core.tasks import Cancelled, CancelToken, Progress
+
+log = logging.getLogger(__name__)
+
+JobFunction = Callable[[Progress, CancelToken], Any]
+
+
+class Job(QObject):
+    """A handle on one background job; keep a reference while it runs."""
+
+    progressed = Signal(int, int, str)
+    succeeded = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+    ended = Signal()
+
+    def __init__(self, name: str, function: JobFunction) -> None:
+        super().__init__()
+        self.name = name
+        self.function = function
+        self.token = CancelToken()
+        self.running = False
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+
+class _Runnable(QRunnable):
+    """Runs the job's function on a pool thread and reports through the runner's bridge signals."""
+
+    def __init__(self, job: Job, bridge: JobRunner) -> None:
+        super().__init__()
+        self.job = job
+        self.bridge = bridge
+        self.setAutoDelete(True)
+
+    def run(self) -> None:
+        job, bridge = self.job, self.bridge
+
+        def progress(done: int, total: int, message: str) -> None:
+            bridge.relayed.emit(job, "progressed", (done, total, message))
+
+        try:
+            result = job.function(progress, job.token)
+        except Cancelled:
+            bridge.relayed.emit(job, "cancelled", None)
+        except Exception as exc:  # every failure reaches the user as words, never a crash
+            log.error("job %s failed:\n%s", job.name, traceback.format_exc())
+            bridge.relayed.emit(job, "failed", f"{job.name} failed: {exc}")
+        else:
+            bridge.relayed.emit(job, "cancelled" if job.token.cancelled else "succeeded", result)
+        finally:
+            bridge.relayed.emit(job, "ended", None)
+
+
+class JobRunner(QObject):
+    """Submits jobs to a thread pool and keeps them alive until they end.
+
+    Workers never emit on a `Job` directly: they emit `relayed` on this long-lived object, and
+    the slot, on the GUI thread, re-emits on the job. Signals emitted from pool threads on
+    short-lived per-job QObjects were seen to be lost now and then (PySide6 6.12).
+    """
+
+    relayed = Signal(object, str, object)
+
+    def __init__(self, max_threads: int | None = None) -> None:
+        super().__init__()
+        self.pool = QThreadPool()
+        if max_threads:
+            self.pool.setMaxThreadCount(max_threads)
+        self._live: set[Job] = set()
+        self.relayed.connect(self._relay)
+
+    def submit(self, name: str, function: JobFunction) -> Job:
+        job = Job(name, function)
+        self._live.add(job)
+        job.running = True
+        self.pool.start(_Runnable(job, self))
+        return job
+
+    def _relay(self, job: Job, kind: str, payload) -> None:
+        if kind == "progressed":
+            job.progressed.emit(*payload)
+        elif kind == "succeeded":
+            job.succeeded.emit(payload)
+        elif kind == "failed":
+            job.failed.emit(payload)
+        elif kind == "cancelled":
+            job.cancelled.emit()
+        elif kind == "ended":
+            job.running = False
+            self._live.discard(job)
+            job.ended.emit()
+
+    def cancel_all(self) -> None:
+        for job in list(self._live):
+            job.cancel()
+
+    def wait(self, msecs: int = 30000) -> bool:
+        return self.pool.waitForDone(msecs)

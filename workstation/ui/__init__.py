@@ -1,0 +1,1 @@
+"""PySide6 widgets only: they show state and forward intent to the services."""

@@ -1,0 +1,1 @@
+"""The study browser: search bar, study table, series list."""

@@ -1,0 +1,234 @@
+"""The main window: the study browser and the viewer as pages, imports with progress.
+
+It wires widgets to services and shows outcomes in words; the work itself happens in the
+services on workers. Later issues add pages (remote nodes, MPR, print) the same way.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+    QWidget,
+)
+
+from workstation.core.cache import ImportReport
+from workstation.core.model.display_set import DisplaySet
+from workstation.services.cache_service import CacheService
+from workstation.services.frame_service import FrameService
+from workstation.services.jobs import Job
+from workstation.ui.browser.browser_widget import BrowserWidget
+from workstation.ui.viewer.viewer_widget import ViewerWidget
+
+
+def import_summary(report: ImportReport) -> str:
+    parts = [f"Imported {report.imported} images"]
+    if report.duplicates:
+        parts.append(f"{report.duplicates} already in the cache")
+    if getattr(report, "replaced", 0):
+        parts.append(f"{report.replaced} replaced by a newer version")
+    if report.rejected:
+        parts.append(f"{len(report.rejected)} rejected")
+    return ", ".join(parts) + "."
+
+
+class MainWindow(QMainWindow):
+    display_set_shown = Signal(object)   # the DisplaySet now in the viewer
+    import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled
+
+    def __init__(self, cache: CacheService, frames: FrameService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cache = cache
+        self.frames = frames
+        self.import_job: Job | None = None
+        self._open_job: Job | None = None
+        self._open_first_after_import = False
+        self.last_import: ImportReport | None = None
+        self.setWindowTitle("Workstation")
+        self.resize(1280, 800)
+        self.setAcceptDrops(True)
+
+        self.browser = BrowserWidget(cache)
+        self.viewer = ViewerWidget(frames)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.browser, "Studies")
+        self.tabs.addTab(self.viewer, "Viewer")
+        self.setCentralWidget(self.tabs)
+
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_import)
+        self.status_label = QLabel()
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().addPermanentWidget(self.cancel_button)
+
+        self._build_menus()
+        self.browser.series_opened.connect(self.open_series)
+        self.browser.study_opened.connect(self.open_study)
+        self.browser.status_changed.connect(self.show_status)
+        self.browser.search()
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        for text, slot, shortcut in (
+            ("Import &files…", self.choose_files, QKeySequence.StandardKey.Open),
+            ("Import f&older…", self.choose_folder, None),
+            ("Import &ZIP archive…", self.choose_zip, None),
+            ("Import &DICOMDIR…", self.choose_dicomdir, None),
+        ):
+            action = QAction(text, self)
+            if shortcut is not None:
+                action.setShortcut(shortcut)
+            action.triggered.connect(slot)
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        quit_action = QAction("&Quit", self)
+        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
+        quit_action.triggered.connect(self.close)
+        file_menu.addAction(quit_action)
+        view_menu = self.menuBar().addMenu("&View")
+        for i, name in enumerate(("&Studies", "&Viewer")):
+            action = QAction(name, self)
+            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            action.triggered.connect(lambda checked=False, i=i: self.tabs.setCurrentIndex(i))
+            view_menu.addAction(action)
+
+    # --- importing ----------------------------------------------------------------------------
+
+    def choose_files(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files")
+        if paths:
+            self.import_paths(paths)
+
+    def choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files")
+        if path:
+            self.import_paths([path])
+
+    def choose_zip(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a ZIP archive", filter="ZIP archives (*.zip);;All files (*)")
+        if path:
+            self.import_paths([path])
+
+    def choose_dicomdir(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import DICOMDIR media", filter="DICOMDIR (DICOMDIR dicomdir);;All files (*)")
+        if path:
+            self.import_paths([path])
+
+    def import_paths(self, paths: list[str], open_first: bool = False) -> Job | None:
+        if self.import_job is not None:
+            self.show_status("An import is already running; wait for it or cancel it.")
+            return None
+        self._open_first_after_import = open_first
+        job = self.cache.import_paths(paths)
+        self.import_job = job
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.cancel_button.show()
+        self.show_status("Importing…")
+        job.progressed.connect(self._on_import_progress)
+        job.succeeded.connect(self._on_import_succeeded)
+        job.failed.connect(self._on_import_failed)
+        job.cancelled.connect(self._on_import_cancelled)
+        job.ended.connect(self._on_import_ended)
+        return job
+
+    def cancel_import(self) -> None:
+        if self.import_job is not None:
+            self.import_job.cancel()
+            self.show_status("Cancelling the import…")
+
+    def _on_import_progress(self, done: int, total: int, message: str) -> None:
+        if total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+        self.progress.setFormat("%v / %m")
+
+    def _on_import_succeeded(self, report: ImportReport) -> None:
+        self.last_import = report
+        self.show_status(import_summary(report))
+        if report.rejected:
+            box = QMessageBox(QMessageBox.Icon.Warning, "Some files were not imported",
+                              import_summary(report) + "\nThe files below were left out; the rest of the import went on.",
+                              QMessageBox.StandardButton.Ok, self)
+            box.setDetailedText("\n".join(f"{r.path}: {r.reason}" for r in report.rejected))
+            box.setObjectName("rejected_files_box")
+            box.setModal(False)
+            box.show()
+        if self._open_first_after_import and report.series_uids:
+            self.open_series(report.series_uids[0])
+        self.import_ended.emit(report)
+
+    def _on_import_failed(self, message: str) -> None:
+        self.show_status(message)
+        QMessageBox.critical(self, "Import failed", message + "\nNothing already imported was lost.")
+        self.import_ended.emit(None)
+
+    def _on_import_cancelled(self) -> None:
+        self.show_status("Import cancelled; what was already imported stays in the cache.")
+        self.import_ended.emit(None)
+
+    def _on_import_ended(self) -> None:
+        self.import_job = None
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.import_paths(paths)
+
+    # --- opening ------------------------------------------------------------------------------
+
+    def open_study(self, study_uid: str) -> None:
+        job = self.cache.series(study_uid)
+        job.succeeded.connect(self._on_study_series)
+        job.failed.connect(self.show_status)
+        self._open_job = job
+
+    def _on_study_series(self, series) -> None:
+        if self.sender() is not self._open_job:
+            return
+        images = [s for s in series if s.NumberOfSeriesRelatedInstances] or series
+        if not images:
+            self.show_status("This study has no series in the cache.")
+            return
+        self.open_series(images[0].SeriesInstanceUID)
+
+    def open_series(self, series_uid: str) -> None:
+        job = self.cache.display_set(series_uid)
+        job.succeeded.connect(self._on_display_set)
+        job.failed.connect(self.show_status)
+        self._open_job = job
+
+    def _on_display_set(self, display_set: DisplaySet) -> None:
+        if self.sender() is not self._open_job:
+            return
+        self.viewer.show_display_set(display_set)
+        self.tabs.setCurrentWidget(self.viewer)
+        self.display_set_shown.emit(display_set)
+
+    def show_status(self, message: str) -> None:
+        self.status_label.setText(message)
+
+    def closeEvent(self, event) -> None:
+        if self.import_job is not None:
+            self.import_job.cancel()
+        super().closeEvent(event)
+

@@ -1,0 +1,1 @@
+"""The image viewer: viewports and the page that holds them."""

@@ -1,0 +1,69 @@
+"""The viewer page: a viewport with a slice scroll bar and a window preset menu.
+
+Later issues add layouts of several viewports, tools and hanging protocols here.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollBar, QVBoxLayout, QWidget
+
+from workstation.core.model.display_set import DisplaySet
+from workstation.core.pixels.presets import load_presets
+from workstation.services.frame_service import FrameService
+from workstation.ui.viewer.viewport import ViewportWidget
+
+DEFAULT_CHOICE = "Window: from the image"
+
+
+class ViewerWidget(QWidget):
+    def __init__(self, frames: FrameService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewport = ViewportWidget(frames)
+        self.scroll = QScrollBar(Qt.Orientation.Vertical)
+        self.scroll.setRange(0, 0)
+        self.presets = load_presets()
+        self.preset_box = QComboBox()
+        self.preset_box.addItem(DEFAULT_CHOICE)
+        self.preset_box.addItems(sorted(self.presets))
+        self.title = QLabel()
+
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.preset_box)
+        middle = QHBoxLayout()
+        middle.setSpacing(0)
+        middle.addWidget(self.viewport, 1)
+        middle.addWidget(self.scroll)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addLayout(middle, 1)
+
+        self.scroll.valueChanged.connect(self.viewport.set_index)
+        self.viewport.frame_changed.connect(self._on_frame_changed)
+        self.preset_box.textActivated.connect(self._on_preset)
+
+    def show_display_set(self, display_set: DisplaySet) -> None:
+        self.scroll.blockSignals(True)
+        self.scroll.setRange(0, max(0, len(display_set) - 1))
+        self.scroll.setValue(0)
+        self.scroll.blockSignals(False)
+        self.preset_box.setCurrentIndex(0)
+        series = display_set.series
+        self.title.setText(f"{series.Modality}  {series.SeriesDescription}  ({len(display_set)} images)")
+        self.viewport.show_display_set(display_set)
+        self.viewport.setFocus()
+
+    def _on_frame_changed(self, index: int) -> None:
+        if self.scroll.value() != index:
+            self.scroll.blockSignals(True)
+            self.scroll.setValue(index)
+            self.scroll.blockSignals(False)
+
+    def _on_preset(self, name: str) -> None:
+        if name == DEFAULT_CHOICE:
+            if self.viewport.renderer is not None:
+                self.viewport.set_window(self.viewport.renderer.default_window)
+        elif name in self.presets:
+            self.viewport.set_window(self.presets[name])

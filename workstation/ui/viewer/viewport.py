@@ -1,0 +1,250 @@
+"""One image viewport: shows a frame of a display set, with window/level, scrolling and corners.
+
+The widget holds only view state (frame index, window, zoom). Decoding happens in the
+`FrameService` on a worker; the widget asks for a frame and paints it when it arrives.
+Mouse: left-drag changes window/level (right = wider, down = higher centre, as on most
+workstations); the wheel and the arrow/page keys scroll through the frames.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtWidgets import QWidget
+
+from workstation.core.model.display_set import DisplaySet
+from workstation.core.pixels.geometry import orientation_labels
+from workstation.core.pixels.render import FrameRenderer
+from workstation.core.pixels.voi import Window
+from workstation.services.frame_service import FrameService
+
+PREFETCH_AHEAD = 6
+
+
+def qimage_from(buffer: np.ndarray) -> QImage:
+    """Wrap an 8-bit grey or RGB buffer; the QImage copies it so the array may go."""
+    buffer = np.ascontiguousarray(buffer)
+    h, w = buffer.shape[:2]
+    if buffer.ndim == 2:
+        image = QImage(buffer.data, w, h, buffer.strides[0], QImage.Format.Format_Grayscale8)
+    else:
+        image = QImage(buffer.data, w, h, buffer.strides[0], QImage.Format.Format_RGB888)
+    return image.copy()
+
+
+class ViewportWidget(QWidget):
+    frame_changed = Signal(int)
+    window_changed = Signal(float, float)
+
+    def __init__(self, frames: FrameService, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.frames = frames
+        self.display_set: DisplaySet | None = None
+        self.index = 0
+        self.window: Window | None = None
+        self.renderer: FrameRenderer | None = None
+        self.shown_index = -1  # the frame the image on screen belongs to
+        self.image: QImage | None = None
+        self.error: str = ""
+        self._drag_from: QPointF | None = None
+        self._drag_window: Window | None = None
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(256, 256)
+        self.setAutoFillBackground(False)
+        frames.frame_loaded.connect(self._on_frame_loaded)
+        frames.frame_failed.connect(self._on_frame_failed)
+
+    # --- what to show -------------------------------------------------------------------------
+
+    def show_display_set(self, display_set: DisplaySet, index: int = 0) -> None:
+        self.display_set = display_set
+        self.window = None
+        self.renderer = None
+        self.shown_index = -1
+        self.image = None
+        self.error = "" if len(display_set) else "this series has no images"
+        self.set_index(index)
+
+    def set_index(self, index: int) -> None:
+        if not self.display_set or not len(self.display_set):
+            self.update()
+            return
+        index = max(0, min(index, len(self.display_set) - 1))
+        self.index = index
+        ref = self.display_set.frames[index]
+        hit = self.frames.cached(ref)
+        if hit is not None:
+            self._show(hit, index)
+        else:
+            self.frames.request(self, index, ref)
+        ahead = self.display_set.frames[index + 1:index + 1 + PREFETCH_AHEAD]
+        self.frames.prefetch(list(ahead))
+        self.frame_changed.emit(index)
+        self.update()
+
+    def set_window(self, window: Window) -> None:
+        self.window = window
+        self._render()
+        self.window_changed.emit(window.center, window.width)
+
+    # --- frames arriving ----------------------------------------------------------------------
+
+    def _on_frame_loaded(self, viewport, index: int, renderer: FrameRenderer) -> None:
+        if viewport is self and index == self.index:
+            self._show(renderer, index)
+
+    def _on_frame_failed(self, viewport, index: int, reason: str) -> None:
+        if viewport is self and index == self.index:
+            self.renderer = None
+            self.image = None
+            self.error = reason
+            self.update()
+
+    def _show(self, renderer: FrameRenderer, index: int) -> None:
+        self.renderer = renderer
+        self.shown_index = index
+        self.error = ""
+        if self.window is None:
+            self.window = renderer.default_window
+        self._render()
+
+    def _render(self) -> None:
+        if self.renderer is None or self.window is None:
+            self.update()
+            return
+        self.image = qimage_from(self.renderer.render(self.window))
+        self.update()
+
+    # --- painting -----------------------------------------------------------------------------
+
+    def image_rect(self) -> QRectF:
+        """Where the image sits: fitted to the widget, square pixels in millimetres."""
+        if self.image is None:
+            return QRectF()
+        w, h = self.image.width(), self.image.height()
+        aspect = 1.0
+        if self.renderer is not None:
+            plane = self.renderer.source.plane(self.renderer.frame)
+            if plane is not None and plane.pixel_spacing[1] > 0:
+                aspect = plane.pixel_spacing[0] / plane.pixel_spacing[1]  # row spacing / column spacing
+        shown_h = h * aspect
+        scale = min(self.width() / w, self.height() / shown_h)
+        dw, dh = w * scale, shown_h * scale
+        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(0, 0, 0))
+        if self.image is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            p.drawImage(self.image_rect(), self.image)
+        self._paint_corners(p)
+        p.end()
+
+    def corner_texts(self) -> dict[str, list[str]]:
+        """The four corners' lines: patient and study top-left, series top-right, slice and W/L below."""
+        ds = self.display_set
+        if ds is None:
+            return {}
+        study, series = ds.study, ds.series
+        top_left = []
+        if study is not None:
+            top_left = [study.PatientName.replace("^", " ").strip(), study.PatientID, format_date(study.StudyDate)]
+        top_right = [series.Modality, series.SeriesDescription,
+                     f"Series {series.SeriesNumber}" if series.SeriesNumber is not None else ""]
+        bottom_left = [f"Image {self.index + 1} / {len(ds)}"] if len(ds) else []
+        if self.renderer is not None and self.renderer.source.number_of_frames > 1:
+            bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.source.number_of_frames}")
+        bottom_right = []
+        if self.window is not None and self.renderer is not None and not self.renderer.source.is_color:
+            bottom_right.append(f"W {self.window.width:g}  L {self.window.center:g}")
+        return {"top_left": [t for t in top_left if t], "top_right": [t for t in top_right if t],
+                "bottom_left": bottom_left, "bottom_right": bottom_right}
+
+    def _paint_corners(self, p: QPainter) -> None:
+        font = QFont(self.font())
+        font.setPointSizeF(max(8.0, min(11.0, self.height() / 60)))
+        p.setFont(font)
+        metrics = p.fontMetrics()
+        line = metrics.height()
+        margin = 6
+        texts = self.corner_texts()
+        for key, lines in texts.items():
+            for i, text in enumerate(lines):
+                width = metrics.horizontalAdvance(text)
+                x = margin if key.endswith("left") else self.width() - width - margin
+                if key.startswith("top"):
+                    y = margin + line * (i + 1) - metrics.descent()
+                else:
+                    y = self.height() - margin - line * (len(lines) - 1 - i) - metrics.descent()
+                _shadowed_text(p, x, y, text)
+        if self.renderer is not None:
+            plane = self.renderer.source.plane(self.renderer.frame)
+            if plane is not None:
+                rect = self.image_rect()
+                labels = orientation_labels(plane)
+                cx, cy = rect.center().x(), rect.center().y()
+                _shadowed_text(p, rect.left() + margin, cy, labels["left"])
+                _shadowed_text(p, rect.right() - metrics.horizontalAdvance(labels["right"]) - margin, cy, labels["right"])
+                _shadowed_text(p, cx, rect.top() + line + margin, labels["top"])
+                _shadowed_text(p, cx, rect.bottom() - margin, labels["bottom"])
+        if self.error:
+            p.setPen(QColor(255, 180, 120))
+            p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       f"Cannot show this image.\n{self.error}")
+
+    # --- interaction --------------------------------------------------------------------------
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.window is not None:
+            self._drag_from = event.position()
+            self._drag_window = self.window
+        self.setFocus()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._drag_from is None or self._drag_window is None or self.renderer is None:
+            return
+        delta = event.position() - self._drag_from
+        low, high = self.renderer.value_range
+        sensitivity = max(1.0, high - low) / 512.0
+        start = self._drag_window
+        width = max(1.0, start.width + delta.x() * sensitivity)
+        center = start.center + delta.y() * sensitivity
+        self.set_window(Window(center, width, start.function))
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self._drag_from = None
+        self._drag_window = None
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() // 120 or (1 if event.angleDelta().y() > 0 else -1 if event.angleDelta().y() < 0 else 0)
+        if steps:
+            self.set_index(self.index - steps)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        key = event.key()
+        moves = {Qt.Key.Key_Up: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Left: -1, Qt.Key.Key_Right: 1,
+                 Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10}
+        if key in moves:
+            self.set_index(self.index + moves[key])
+        elif key == Qt.Key.Key_Home:
+            self.set_index(0)
+        elif key == Qt.Key.Key_End and self.display_set:
+            self.set_index(len(self.display_set) - 1)
+        else:
+            super().keyPressEvent(event)
+
+
+def _shadowed_text(p: QPainter, x: float, y: float, text: str) -> None:
+    p.setPen(QColor(0, 0, 0))
+    p.drawText(QPointF(x + 1, y + 1), text)
+    p.setPen(QColor(235, 235, 235))
+    p.drawText(QPointF(x, y), text)
+
+
+def format_date(value: str) -> str:
+    """DICOM YYYYMMDD as YYYY-MM-DD; anything else as it is."""
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
