@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.samples import require_samples
+
 pytest_plugins = ["tests.peers"]
-
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "dicom-samples"
-
-
-def require_samples() -> Path:
-    """The shared sample corpus; skip when it is absent, but fail under CI where it must be."""
-    if not SAMPLES.is_dir():
-        reason = f"the shared DICOM samples are not at {SAMPLES} (they sit beside the checkout in ../shared)"
-        if os.environ.get("CI"):
-            pytest.fail(reason + " and CI is set, so this is an error")
-        pytest.skip(reason)
-    return SAMPLES
 
 
 @pytest.fixture(scope="session")

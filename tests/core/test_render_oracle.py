@@ -22,12 +22,12 @@ import numpy as np
 import pydicom
 import pytest
 
+from tests.samples import MANIFEST
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.png import read_pnm
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.pixels.voi import Window, full_range_window
 
-MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "dicom-samples" / "MANIFEST.tsv"
 THRESHOLD = 0.999
 LOSSY_TWIN = ("1.2.840.10008.1.2.4.51",)
 """12-bit lossy JPEG: libjpeg and DCMTK's IJG 6b IDCTs differ by 1 stored level on ~1.4 % of pixels, so
@@ -133,7 +133,7 @@ def oracle_jobs(samples):
 
 
 @pytest.mark.samples
-@pytest.mark.parametrize("rel", [rel for rel, _ in FILES])
+@pytest.mark.parametrize("rel", [rel for rel, _ in FILES] or ["(no corpus: the samples fixture skips, or fails under CI)"])
 def test_matches_dcmj2pnm(oracle_jobs, rel):
     result = oracle_jobs[rel].result()
     fractions = []

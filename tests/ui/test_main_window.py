@@ -81,7 +81,7 @@ def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
     qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 30))
     assert viewport.window.width > before.width
     assert viewport.window.center > before.center
-    assert viewport.corner_texts()["bottom_right"] == [f"W {viewport.window.width:g}  L {viewport.window.center:g}"]
+    assert viewport.corner_texts()["bottom_right"] == [f"W {viewport.window.width:.0f}  L {viewport.window.center:.0f}"]
 
 
 def test_bad_files_are_reported_and_the_rest_imported(qtbot, window, samples, tmp_path):

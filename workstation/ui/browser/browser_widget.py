@@ -86,7 +86,9 @@ class BrowserWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
         self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
 
@@ -94,7 +96,9 @@ class BrowserWidget(QWidget):
         self.series_table.setHorizontalHeaderLabels(["#", "Modality", "Description", "Images"])
         self.series_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.series_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.series_table.setWordWrap(False)
         self.series_table.verticalHeader().hide()
+        self.series_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.series_table.horizontalHeader().setStretchLastSection(True)
 
         split = QSplitter(Qt.Orientation.Vertical)
@@ -136,13 +140,24 @@ class BrowserWidget(QWidget):
         if self.sender() is not self._search_job:
             return  # an older search answered late
         selected = self.current_study()
+        first_rows = self.model.rowCount() == 0
         self.model.set_studies(studies)
         self.count_label.setText(f"{len(studies)} studies")
+        if first_rows and studies:
+            self._fit_columns()
         if selected is not None:
             for row in range(self.proxy.rowCount()):
                 if self.proxy.index(row, 0).data(STUDY_ROLE).StudyInstanceUID == selected.StudyInstanceUID:
                     self.table.selectRow(row)
                     break
+
+    def _fit_columns(self) -> None:
+        """Size columns to what they hold (over the first rows only, so it stays instant), within limits."""
+        header = self.table.horizontalHeader()
+        header.setResizeContentsPrecision(50)
+        self.table.resizeColumnsToContents()
+        for column in range(self.model.columnCount()):
+            header.resizeSection(column, max(60, min(header.sectionSize(column) + 12, 320)))
 
     def current_study(self) -> Study | None:
         index = self.table.currentIndex()

@@ -51,7 +51,8 @@ class ViewerWidget(QWidget):
         self.scroll.blockSignals(False)
         self.preset_box.setCurrentIndex(0)
         series = display_set.series
-        self.title.setText(f"{series.Modality}  {series.SeriesDescription}  ({len(display_set)} images)")
+        count = f"{len(display_set)} image" + ("" if len(display_set) == 1 else "s")
+        self.title.setText("  ".join(t for t in (series.Modality, series.SeriesDescription, f"({count})") if t))
         self.viewport.show_display_set(display_set)
         self.viewport.setFocus()
 

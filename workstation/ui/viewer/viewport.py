@@ -158,7 +158,7 @@ class ViewportWidget(QWidget):
             bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.source.number_of_frames}")
         bottom_right = []
         if self.window is not None and self.renderer is not None and not self.renderer.source.is_color:
-            bottom_right.append(f"W {self.window.width:g}  L {self.window.center:g}")
+            bottom_right.append(f"W {format_level(self.window.width)}  L {format_level(self.window.center)}")
         return {"top_left": [t for t in top_left if t], "top_right": [t for t in top_right if t],
                 "bottom_left": bottom_left, "bottom_right": bottom_right}
 
@@ -241,6 +241,13 @@ def _shadowed_text(p: QPainter, x: float, y: float, text: str) -> None:
     p.drawText(QPointF(x + 1, y + 1), text)
     p.setPen(QColor(235, 235, 235))
     p.drawText(QPointF(x, y), text)
+
+
+def format_level(value: float) -> str:
+    """Window values as a reader wants them: whole numbers for CT/MR ranges, a few digits for small ones."""
+    if abs(value) >= 20:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
 
 
 def format_date(value: str) -> str:
