@@ -138,3 +138,17 @@ def test_render_with_a_preset(tmp_path, samples, preset):
     out = tmp_path / "p.png"
     ws("render", str(samples / "dcm_qa_ct/In/GE/05.dcm"), "--out", str(out), "--preset", preset, home=tmp_path)
     assert read_png_grey(out).shape == (512, 512)
+
+
+def test_render_a_frame_of_a_multiframe_file_numbered_from_1(tmp_path, samples):
+    from workstation.core.pixels.image import ImageSource
+    from workstation.core.pixels.render import render
+
+    cine = samples / "orthanc_tests/Database/Issue16.dcm"
+    out = tmp_path / "f.png"
+    ws("render", str(cine), "--out", str(out), "--frame", "21", home=tmp_path)
+    expected = render(ImageSource.open(cine), 20)
+    assert (read_png_grey(out) == expected).all()
+    assert not (expected == render(ImageSource.open(cine), 0)).all()
+    proc = ws("render", str(cine), "--out", str(out), "--frame", "35", home=tmp_path, check_code=2)
+    assert "34 frame(s), numbered from 1" in proc.stderr

@@ -74,7 +74,7 @@ def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
     assert "Image 3 / 140" in viewport.corner_texts()["bottom_left"]
     assert window.viewer.scroll.value() == 2
 
-    before = viewport.window
+    before = viewport.window or viewport.renderer.default_window
     centre = viewport.rect().center()
     qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, pos=centre)
     qtbot.mouseMove(viewport, centre + QPoint(60, 30))
@@ -129,3 +129,48 @@ def test_search_bar_filters_and_double_click_opens(qtbot, window, samples):
 
 def test_vtk_is_not_imported_by_the_window(window):
     assert not any(name == "vtk" or name.startswith("vtkmodules") for name in sys.modules)
+
+
+def test_presets_and_back_to_the_image_window(qtbot, window, samples):
+    import_and_wait(qtbot, window, [samples / "dcm_qa_ct/In/GE"], open_first=True)
+    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
+    viewport = window.viewer.viewport
+    wait_for_image(qtbot, viewport)
+    own = viewport.corner_texts()["bottom_right"]
+    window.viewer.preset_box.textActivated.emit("Bone")
+    bone = window.viewer.presets["Bone"]
+    assert viewport.window == bone
+    assert viewport.corner_texts()["bottom_right"] == [f"W {bone.width:.0f}  L {bone.center:.0f}"]
+    qtbot.keyClick(viewport, Qt.Key.Key_Down)
+    qtbot.waitUntil(lambda: viewport.shown_index == 1, timeout=10000)
+    assert viewport.window == bone  # a chosen window stays while scrolling
+    window.viewer.preset_box.textActivated.emit("Window: from the image")
+    qtbot.keyClick(viewport, Qt.Key.Key_Up)
+    qtbot.waitUntil(lambda: viewport.shown_index == 0, timeout=10000)
+    assert viewport.window is None and viewport.corner_texts()["bottom_right"] == own
+
+
+def test_drop_imports_and_cancel_keeps_the_cache_consistent(qtbot, window, samples):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(samples / "dcm_qa_ct/In/GE"))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.import_ended, timeout=60000) as done:
+        window.dropEvent(event)
+    assert done.args[0].imported == 28
+
+    with qtbot.waitSignal(window.import_ended, timeout=60000) as done:
+        window.import_paths([str(samples / "dcm_qa_deident")])
+        window.cancel_import()
+    report = done.args[0]
+    assert report is None or report.imported <= 196
+    assert window.import_job is None and not window.progress.isVisible()
+    cache = window.cache.cache
+    assert cache.verify().ok
+    studies = {s.PatientID: s for s in cache.studies()}
+    assert studies["QMNx85rKkkg"].NumberOfStudyRelatedInstances == 28
+    if "FRUIT" in studies:  # cancelled part-way: what landed is whole and indexed
+        assert studies["FRUIT"].NumberOfStudyRelatedInstances == len(cache.instances(cache.series(studies["FRUIT"].StudyInstanceUID)[0].SeriesInstanceUID))

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="write one frame as the 8-bit display image (PNG)")
     p.add_argument("source", metavar="FILE|SOP_UID")
     p.add_argument("--out", required=True, metavar="OUT.png")
-    p.add_argument("--frame", type=int, default=0, metavar="N", help="frame index, from 0")
+    p.add_argument("--frame", type=int, default=1, metavar="N",
+                   help="frame number, from 1 as in DICOM and dcmj2pnm (default: 1)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--window", nargs=2, type=float, metavar=("CENTER", "WIDTH"))
     g.add_argument("--preset", metavar="NAME", help="a window preset, e.g. 'CT Lung'")

@@ -110,8 +110,9 @@ def render(args) -> int:
     window = None
     if args.window:
         center, width = args.window
-        if width < 1 and args.function != "LINEAR_EXACT" or width <= 0:
-            raise CommandError(f"window width must be positive (got {width:g})")
+        least = 0.0 if args.function == "LINEAR_EXACT" else 1.0  # PS3.3 C.11.2.1.2: width >= 1, or > 0 exactly
+        if width < least or width <= 0:
+            raise CommandError(f"window width must be at least {least:g} for {args.function} (got {width:g})")
         window = Window(center, width, args.function)
     elif args.preset:
         from workstation.core.pixels.presets import preset
@@ -123,9 +124,10 @@ def render(args) -> int:
         window = Window(base.center, base.width, args.function, base.explanation)
     try:
         source = ImageSource.open(path)
-        if not 0 <= args.frame < source.number_of_frames:
-            raise CommandError(f"{path}: frame {args.frame} does not exist (the image has {source.number_of_frames} frames, numbered from 0)")
-        image = render_frame(source, args.frame, window)
+        if not 1 <= args.frame <= source.number_of_frames:
+            raise CommandError(f"{path}: there is no frame {args.frame}; the image has {source.number_of_frames} "
+                               "frame(s), numbered from 1")
+        image = render_frame(source, args.frame - 1, window)
     except PixelDataError as exc:
         raise CommandError(f"{path}: {exc}") from None
     out = Path(args.out)

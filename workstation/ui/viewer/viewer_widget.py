@@ -64,7 +64,6 @@ class ViewerWidget(QWidget):
 
     def _on_preset(self, name: str) -> None:
         if name == DEFAULT_CHOICE:
-            if self.viewport.renderer is not None:
-                self.viewport.set_window(self.viewport.renderer.default_window)
+            self.viewport.set_window(None)
         elif name in self.presets:
             self.viewport.set_window(self.presets[name])

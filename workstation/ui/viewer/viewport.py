@@ -42,7 +42,7 @@ class ViewportWidget(QWidget):
         self.frames = frames
         self.display_set: DisplaySet | None = None
         self.index = 0
-        self.window: Window | None = None
+        self.window: Window | None = None  # None: each frame's own VOI (its first window or VOI LUT)
         self.renderer: FrameRenderer | None = None
         self.shown_index = -1  # the frame the image on screen belongs to
         self.image: QImage | None = None
@@ -83,10 +83,13 @@ class ViewportWidget(QWidget):
         self.frame_changed.emit(index)
         self.update()
 
-    def set_window(self, window: Window) -> None:
+    def set_window(self, window: Window | None) -> None:
+        """A window for every frame from now on; None goes back to each frame's own VOI."""
         self.window = window
         self._render()
-        self.window_changed.emit(window.center, window.width)
+        shown = window or (self.renderer.default_window if self.renderer is not None else None)
+        if shown is not None:
+            self.window_changed.emit(shown.center, shown.width)
 
     # --- frames arriving ----------------------------------------------------------------------
 
@@ -105,12 +108,10 @@ class ViewportWidget(QWidget):
         self.renderer = renderer
         self.shown_index = index
         self.error = ""
-        if self.window is None:
-            self.window = renderer.default_window
         self._render()
 
     def _render(self) -> None:
-        if self.renderer is None or self.window is None:
+        if self.renderer is None:
             self.update()
             return
         self.image = qimage_from(self.renderer.render(self.window))
@@ -157,8 +158,12 @@ class ViewportWidget(QWidget):
         if self.renderer is not None and self.renderer.source.number_of_frames > 1:
             bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.source.number_of_frames}")
         bottom_right = []
-        if self.window is not None and self.renderer is not None and not self.renderer.source.is_color:
-            bottom_right.append(f"W {format_level(self.window.width)}  L {format_level(self.window.center)}")
+        if self.renderer is not None and not self.renderer.source.is_color:
+            if self.window is None and self.renderer.voi_luts and not self.renderer.file_windows:
+                bottom_right.append("VOI LUT")
+            else:
+                shown = self.window or self.renderer.default_window
+                bottom_right.append(f"W {format_level(shown.width)}  L {format_level(shown.center)}")
         return {"top_left": [t for t in top_left if t], "top_right": [t for t in top_right if t],
                 "bottom_left": bottom_left, "bottom_right": bottom_right}
 
@@ -197,9 +202,9 @@ class ViewportWidget(QWidget):
     # --- interaction --------------------------------------------------------------------------
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if event.button() == Qt.MouseButton.LeftButton and self.window is not None:
+        if event.button() == Qt.MouseButton.LeftButton and self.renderer is not None:
             self._drag_from = event.position()
-            self._drag_window = self.window
+            self._drag_window = self.window or self.renderer.default_window
         self.setFocus()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
