@@ -41,7 +41,7 @@ def import_summary(report: ImportReport) -> str:
 
 class MainWindow(QMainWindow):
     display_set_shown = Signal(object)   # the DisplaySet now in the viewer
-    import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled
+    import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
 
     def __init__(self, cache: CacheService, frames: FrameService, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,7 +50,7 @@ class MainWindow(QMainWindow):
         self.import_job: Job | None = None
         self._open_job: Job | None = None
         self._open_first_after_import = False
-        self.last_import: ImportReport | None = None
+        self._import_report: ImportReport | None = None
         self.setWindowTitle("Workstation")
         self.resize(1280, 800)
         self.setAcceptDrops(True)
@@ -156,7 +156,7 @@ class MainWindow(QMainWindow):
         self.progress.setFormat("%v / %m")
 
     def _on_import_succeeded(self, report: ImportReport) -> None:
-        self.last_import = report
+        self._import_report = report  # handed to import_ended when the job has ended
         self.show_status(import_summary(report))
         if report.rejected:
             box = QMessageBox(QMessageBox.Icon.Warning, "Some files were not imported",
@@ -168,21 +168,21 @@ class MainWindow(QMainWindow):
             box.show()
         if self._open_first_after_import and report.series_uids:
             self.open_series(report.series_uids[0])
-        self.import_ended.emit(report)
 
     def _on_import_failed(self, message: str) -> None:
         self.show_status(message)
         QMessageBox.critical(self, "Import failed", message + "\nNothing already imported was lost.")
-        self.import_ended.emit(None)
 
     def _on_import_cancelled(self) -> None:
         self.show_status("Import cancelled; what was already imported stays in the cache.")
-        self.import_ended.emit(None)
 
     def _on_import_ended(self) -> None:
+        """Last of a job's signals: the window is idle again, then listeners hear the outcome."""
         self.import_job = None
         self.progress.hide()
         self.cancel_button.hide()
+        report, self._import_report = self._import_report, None
+        self.import_ended.emit(report)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
