@@ -55,6 +55,11 @@ def run_gui(home: str | None = None, paths: list[str] | None = None, debug: bool
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Workstation")
     app.setOrganizationName("workstation")
+    from PySide6.QtGui import QIcon
+
+    from workstation.core.resources import resource_path
+
+    app.setWindowIcon(QIcon(str(resource_path("icons", "workstation.svg"))))
     window, services = build(home_path)
     window.show()
     if paths:

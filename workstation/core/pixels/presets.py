@@ -6,9 +6,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from workstation.core.resources import resource_path
+
 from .voi import Window
 
-PRESETS_FILE = Path(__file__).resolve().parents[3] / "resources" / "presets" / "window_presets.json"
+PRESETS_FILE = resource_path("presets", "window_presets.json")
 
 
 @lru_cache(maxsize=1)
