@@ -21,7 +21,7 @@ from workstation.core.pixels.render import FrameRenderer
 class _FrameCache:
     """A thread-safe LRU of decoded frames and of open sources (header read once per file)."""
 
-    def __init__(self, frames: int = 96, sources: int = 512) -> None:
+    def __init__(self, frames: int = 96, sources: int = 32) -> None:
         self._lock = threading.Lock()
         self._frames: OrderedDict[tuple[str, int], FrameRenderer] = OrderedDict()
         self._sources: OrderedDict[str, ImageSource] = OrderedDict()
@@ -67,6 +67,7 @@ class FrameService(QObject):
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
         self.cache = _FrameCache()
+        self._prefetching: set[tuple[str, int]] = set()
         self._latest: dict[object, int] = {}
         self._lock = threading.Lock()
         self._generation = 0
@@ -85,8 +86,19 @@ class FrameService(QObject):
     def prefetch(self, refs: list[FrameRef]) -> None:
         """Decode neighbours in the background so scrolling finds them ready."""
         for ref in refs:
+            key = (ref.path, ref.frame)
+            with self._lock:
+                if key in self._prefetching:
+                    continue
+                self._prefetching.add(key)
             if self.cache.get(ref) is None:
-                self.pool.start(_PrefetchTask(self.cache, ref), priority=-1)
+                self.pool.start(_PrefetchTask(self, ref), priority=-1)
+            else:
+                self.prefetched(ref)
+
+    def prefetched(self, ref: FrameRef) -> None:
+        with self._lock:
+            self._prefetching.discard((ref.path, ref.frame))
 
     def is_current(self, viewport: object, generation: int) -> bool:
         with self._lock:
@@ -116,12 +128,14 @@ class _DecodeTask(QRunnable):
 
 
 class _PrefetchTask(QRunnable):
-    def __init__(self, cache: _FrameCache, ref: FrameRef) -> None:
+    def __init__(self, service: FrameService, ref: FrameRef) -> None:
         super().__init__()
-        self.cache, self.ref = cache, ref
+        self.service, self.ref = service, ref
 
     def run(self) -> None:
         try:
-            self.cache.load(self.ref)
+            self.service.cache.load(self.ref)
         except Exception:
             pass  # the viewer reports the error when the user reaches that frame
+        finally:
+            self.service.prefetched(self.ref)
