@@ -29,7 +29,7 @@ from workstation.ui.viewer.viewer_widget import ViewerWidget
 
 
 def import_summary(report: ImportReport) -> str:
-    parts = [f"Imported {report.imported} images"]
+    parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")]
     if report.duplicates:
         parts.append(f"{report.duplicates} already in the cache")
     if getattr(report, "replaced", 0):

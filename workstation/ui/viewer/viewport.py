@@ -197,7 +197,9 @@ class ViewportWidget(QWidget):
         if self.error:
             p.setPen(QColor(255, 180, 120))
             p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                       f"Cannot show this image.\n{self.error}")
+                       f"Cannot show this image.\n{self.error}\n\nThe other images are not affected. If a "
+                       "decoder plugin is named above, install it; otherwise ask the sender for an "
+                       "uncompressed or lossless copy.")
 
     # --- interaction --------------------------------------------------------------------------
 
