@@ -8,6 +8,7 @@ for Nagle's algorithm (see ../shared/PEERS.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -282,38 +283,36 @@ def loadable_samples(samples: Path, folders: list[str]) -> list[Path]:
     return out
 
 
+@contextlib.contextmanager
+def running(peer):
+    """Start a peer for the length of a block and always stop it, whatever the block does."""
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory, samples) -> OrthancPeer:
     """A real Orthanc PACS, shared by the session, loaded with sample studies."""
     require_binary(ORTHANC_BIN, "orthanc")
-    peer = OrthancPeer(tmp_path_factory.mktemp("orthanc"))
-    peer.start()
-    try:
+    with running(OrthancPeer(tmp_path_factory.mktemp("orthanc"))) as peer:
         peer.upload(loadable_samples(samples, ORTHANC_PRELOAD))
         yield peer
-    finally:
-        peer.stop()
 
 
 @pytest.fixture
 def fresh_orthanc(tmp_path) -> OrthancPeer:
     """An empty Orthanc of the test's own, for tests that kill or fill it."""
     require_binary(ORTHANC_BIN, "orthanc")
-    peer = OrthancPeer(tmp_path / "orthanc")
-    peer.start()
-    try:
+    with running(OrthancPeer(tmp_path / "orthanc")) as peer:
         yield peer
-    finally:
-        peer.stop()
 
 
 @pytest.fixture
 def print_scp(tmp_path) -> PrintSCP:
     """A real DCMTK film printer (dcmprscp) with its own database folder."""
     require_binary(DCMPRSCP_BIN, "dcmtk")
-    peer = PrintSCP(tmp_path / "printscp")
-    peer.start()
-    try:
+    with running(PrintSCP(tmp_path / "printscp")) as peer:
         yield peer
-    finally:
-        peer.stop()
