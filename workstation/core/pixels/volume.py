@@ -1,8 +1,11 @@
 """Stack a series of single-frame slices into a 3D volume of modality values, with honest geometry warnings.
 
-Headers are read without pixel data, the slices are sorted along the normal, the volume is
-allocated once, and each uncompressed slice's bytes are read straight into a reusable buffer and
-rescaled into its slot; compressed slices fall back to the decoding pipeline.
+Each slice is described by a small record (geometry, pixel format, where the native pixel bytes
+sit in its file). The cache stores that record at import, so opening a cached series reads no
+header at all (`assemble_volume_from_headers`); `assemble_volume(paths)` builds the same records
+by reading headers without pixel data. Either way the slices are sorted along the normal, the
+volume is allocated once, and each uncompressed slice's bytes are read straight into its slot;
+compressed or odd slices fall back to the decoding pipeline.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import struct
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_partial
 
 from ..tasks import CancelToken, Progress, no_progress
 from .errors import PixelDataError
-from .geometry import ImagePlane, plane_from_dataset
+from .geometry import ImagePlane, frame_attribute, pixel_spacing, plane_from_dataset
 from .image import ImageSource
 
 ORIENTATION_TOLERANCE = 1e-3
@@ -52,12 +58,162 @@ class Volume:
         return self.origin + self.direction @ (np.array([j, i, k]) * np.array(self.spacing[::-1]))
 
 
+_TAG = b"\xe0\x7f\x10\x00"
+_PER_FRAME = 0x52009230
+_SHARED = 0x52009229
+_MODALITY_LUT = 0x00283000
+_PRINTABLE = bytes(range(0x20, 0x7F))
+_NUMBER_VRS = {"DS": float, "IS": int}
+_STRING_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI", "SH", "LO", "PN", "UC"})
+
+
+@cache
+def _tag(keyword: str) -> int:
+    return tag_for_keyword(keyword)
+
+
+@cache
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def header_value(ds: Dataset, keyword: str):
+    """An element's value, or None when absent or unreadable.
+
+    Printable-ASCII strings, DS/IS numbers and single US values are decoded here from the raw bytes:
+    pydicom's per-element conversion costs more than parsing the whole header (about 9 µs per
+    value). They come back as pydicom would give them (padding stripped, numbers as float/int, a
+    list when multi-valued); anything else (other VRs, non-ASCII text, deferred or odd values) goes
+    through pydicom.
+    """
+    tag = _tag(keyword)
+    elem = ds._dict.get(tag)
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        raw = elem.value
+        vr = elem.VR or _dictionary_vr(tag)
+        if (vr in _STRING_VRS or vr in _NUMBER_VRS) and not raw.translate(None, _PRINTABLE):
+            items = raw.decode("ascii").rstrip(" ").split("\\")
+            kind = _NUMBER_VRS.get(vr)
+            if kind is None:
+                return items[0] if len(items) == 1 else items
+            try:
+                values = [kind(v) for v in items]
+            except ValueError:
+                pass
+            else:
+                return values[0] if len(values) == 1 else values
+        elif vr == "US" and len(raw) == 2:
+            return int.from_bytes(raw, "little" if elem.is_little_endian else "big")
+    try:
+        return ds[tag].value
+    except Exception:
+        return None
+
+
+class _Values:
+    """A read-only Dataset stand-in for geometry's functions, answering `get` through `header_value`."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+
+    def get(self, keyword: str, default=None):
+        value = header_value(self._ds, keyword)
+        return default if value is None else value
+
+
+class _RecordValues:
+    """A Dataset stand-in over a stored slice record, so the plane comes from the same geometry code."""
+
+    def __init__(self, record: dict) -> None:
+        self._values = {
+            "ImagePositionPatient": record.get("ipp"),
+            "ImageOrientationPatient": record.get("iop"),
+            "PixelSpacing": record.get("ps"),
+        }
+        self.Rows = record.get("rows")
+        self.Columns = record.get("cols")
+
+    def get(self, keyword: str, default=None):
+        value = self._values.get(keyword)
+        return default if value is None else value
+
+
+def _float_list(value) -> list[float] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        value = [value]
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+
+
+def _integer(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def slice_record(ds: Dataset, offset: int | None, length: int, transfer_syntax: str = "") -> dict:
+    """What volume assembly needs from one header, as plain JSON values; the cache stores it at import.
+
+    `offset`/`length` locate the native (uncompressed little-endian) Pixel Data value in the file,
+    or offset None when the slice must go through the decoder.
+    """
+    values = _Values(ds)
+
+    def number(keyword: str, default, kind: type = int):
+        value = header_value(ds, keyword)
+        try:
+            return kind(value) if value not in (None, "") else default
+        except (TypeError, ValueError):
+            return default
+
+    ipp = frame_attribute(values, 0, "PlanePositionSequence", "ImagePositionPatient")
+    iop = frame_attribute(values, 0, "PlaneOrientationSequence", "ImageOrientationPatient")
+    spacing = pixel_spacing(values, 0)
+    bits = number("BitsAllocated", 0)
+    image_type = header_value(ds, "ImageType") or []
+    image_type = [image_type] if isinstance(image_type, str) else list(image_type)
+    if not transfer_syntax and getattr(ds, "file_meta", None) is not None:
+        transfer_syntax = str(header_value(ds.file_meta, "TransferSyntaxUID") or "").rstrip("\x00 ")
+    return {
+        "ipp": _float_list(ipp if ipp is not None else header_value(ds, "ImagePositionPatient")),
+        "iop": _float_list(iop if iop is not None else header_value(ds, "ImageOrientationPatient")),
+        "ps": list(spacing) if spacing else None,
+        "rows": _integer(header_value(ds, "Rows")),
+        "cols": _integer(header_value(ds, "Columns")),
+        "ba": bits,
+        "bs": number("BitsStored", bits),
+        "pr": number("PixelRepresentation", 0),
+        "spp": number("SamplesPerPixel", 1),
+        "pi": str(header_value(ds, "PhotometricInterpretation") or ""),
+        "nf": number("NumberOfFrames", 1),
+        "slope": float(number("RescaleSlope", 1.0, float)) or 1.0,
+        "icpt": float(number("RescaleIntercept", 0.0, float)),
+        "mlut": _MODALITY_LUT in ds._dict,
+        "loc": "LOCALIZER" in (str(v).upper() for v in image_type),
+        "st": number("SliceThickness", None, float),
+        "tilt": number("GantryDetectorTilt", None, float),
+        "ts": transfer_syntax,
+        "off": offset,
+        "len": length,
+        "sop": str(header_value(ds, "SOPInstanceUID") or "").rstrip("\x00 "),
+    }
+
+
 @dataclass
 class SliceHeader:
-    """What sorting and fast pixel reading need from one file, read once without its pixel data."""
+    """What sorting and fast pixel reading need from one slice: from its header, or from the cache's index."""
 
     path: Path
-    dataset: Dataset
     plane: ImagePlane | None
     pixel_offset: int | None
     pixel_length: int
@@ -70,37 +226,34 @@ class SliceHeader:
     modality_lut: bool = False
     localizer: bool = False
     sop_uid: str = ""
+    tilt: float | None = None
+    file_size: int | None = None
+
+    @classmethod
+    def from_record(cls, path: str | Path, record: dict, file_size: int | None = None) -> SliceHeader:
+        """Build from a `slice_record`; `file_size` is what the file measured when the record was made."""
+        tilt = record.get("tilt")
+        return cls(
+            path=Path(path),
+            plane=plane_from_dataset(_RecordValues(record), 0),
+            pixel_offset=record.get("off"),
+            pixel_length=record.get("len") or 0,
+            bits_allocated=record.get("ba", 0),
+            bits_stored=record.get("bs", 0),
+            signed=record.get("pr") == 1,
+            samples=record.get("spp", 1),
+            slope=record.get("slope", 1.0),
+            intercept=record.get("icpt", 0.0),
+            modality_lut=bool(record.get("mlut")),
+            localizer=bool(record.get("loc")),
+            sop_uid=record.get("sop", ""),
+            tilt=tilt if tilt else None,
+            file_size=file_size,
+        )
 
     @classmethod
     def from_dataset(cls, path: Path, ds: Dataset, offset: int | None, length: int) -> SliceHeader:
-        """Convert each needed attribute once, so the per-slice loops touch plain Python values only."""
-
-        def number(keyword: str, default: float, kind: type = int) -> float:
-            try:
-                value = ds.get(keyword)
-                return kind(value) if value not in (None, "") else default
-            except (TypeError, ValueError):
-                return default
-
-        bits = int(number("BitsAllocated", 0))
-        image_type = ds.get("ImageType") or []
-        image_type = [image_type] if isinstance(image_type, str) else list(image_type)
-        return cls(
-            path=path,
-            dataset=ds,
-            plane=plane_from_dataset(ds, 0),
-            pixel_offset=offset,
-            pixel_length=length,
-            bits_allocated=bits,
-            bits_stored=int(number("BitsStored", bits)),
-            signed=int(number("PixelRepresentation", 0)) == 1,
-            samples=int(number("SamplesPerPixel", 1)),
-            slope=float(number("RescaleSlope", 1.0, float)) or 1.0,
-            intercept=float(number("RescaleIntercept", 0.0, float)),
-            modality_lut="ModalityLUTSequence" in ds,
-            localizer="LOCALIZER" in (str(v).upper() for v in image_type),
-            sop_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        )
+        return cls.from_record(path, slice_record(ds, offset, length))
 
 
 def _pixel_element_at(f, ds: Dataset) -> tuple[int | None, int]:
@@ -145,13 +298,12 @@ def _pixel_element_at_end(f, ds: Dataset) -> tuple[int | None, int]:
     uid = pydicom.uid.UID(str(ts))
     if uid.is_compressed or not uid.is_little_endian:
         return None, 0
-    try:
-        bits = int(ds.BitsAllocated)
-        nbytes = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * bits // 8
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-    except (AttributeError, TypeError, ValueError):
+    rows, columns = header_value(ds, "Rows"), header_value(ds, "Columns")
+    bits, samples = header_value(ds, "BitsAllocated"), header_value(ds, "SamplesPerPixel") or 1
+    frames = _integer(header_value(ds, "NumberOfFrames") or 1)
+    if not all(isinstance(v, int) for v in (rows, columns, bits, samples, frames)):
         return None, 0
-    length = nbytes * frames
+    length = rows * columns * samples * bits // 8 * frames
     length += length % 2
     head_size = 8 if uid.is_implicit_VR else 12
     size = os.fstat(f.fileno()).st_size
@@ -160,7 +312,7 @@ def _pixel_element_at_end(f, ds: Dataset) -> tuple[int | None, int]:
         return None, 0
     f.seek(offset - head_size)
     head = f.read(head_size)
-    if head[:4] != b"\xe0\x7f\x10\x00":
+    if head[:4] != _TAG:
         return None, 0
     if uid.is_implicit_VR:
         found = struct.unpack("<I", head[4:8])[0]
@@ -169,25 +321,36 @@ def _pixel_element_at_end(f, ds: Dataset) -> tuple[int | None, int]:
     return (offset, length) if found == length else (None, 0)
 
 
-def read_slice_header(path: str | Path) -> SliceHeader:
-    """Header up to the Image Pixel module, plus where the native pixel bytes start in the file.
+def read_slice_record(path: str | Path) -> tuple[dict, int]:
+    """A slice's record and its file's size, read from the header without its pixel data.
 
-    When the pixel element is not verifiably the last one, the whole header is read instead.
+    The header is read up to the Image Pixel module when the native pixel element verifiably ends
+    the file; otherwise (or for enhanced objects, whose geometry sits in functional groups) the
+    whole header is read.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             ds = read_partial(f, stop_when=_after_image_pixel_module, force=True)
             offset, length = _pixel_element_at_end(f, ds)
-            if offset is None:
+            if offset is None or _tag("ImagePositionPatient") not in ds._dict:
                 f.seek(0)
                 ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
                 offset, length = _pixel_element_at(f, ds)
+            return slice_record(ds, offset, length), size
     except RecursionError:
         raise VolumeError(f"{path.name}: the file nests sequences too deeply to be read") from None
+    except VolumeError:
+        raise
     except Exception as exc:
         raise VolumeError(f"{path.name}: cannot read the DICOM header ({exc})") from None
-    return SliceHeader.from_dataset(path, ds, offset, length)
+
+
+def read_slice_header(path: str | Path) -> SliceHeader:
+    """Header up to the Image Pixel module, plus where the native pixel bytes start in the file."""
+    record, size = read_slice_record(path)
+    return SliceHeader.from_record(path, record, size)
 
 
 def sort_slices(planes: Sequence[ImagePlane]) -> tuple[list[int], np.ndarray]:
@@ -295,11 +458,52 @@ class _SliceReader:
             self._local.buf = buf
         return buf
 
+    @staticmethod
+    def _open(header: SliceHeader):
+        """The slice's file when its native pixel element is where the header says, else None (decode instead).
+
+        Cheap checks that catch a file replaced since its record was made: the file size, and the
+        Pixel Data tag and length just before the offset.
+        """
+        offset = header.pixel_offset
+        if offset is None or offset < 8:
+            return None
+        f = open(header.path, "rb", buffering=0)
+        try:
+            if header.file_size is not None and os.fstat(f.fileno()).st_size != header.file_size:
+                f.close()
+                return None
+            start = max(0, offset - 12)
+            f.seek(start)
+            head = f.read(offset - start)
+            tag_ok = head[-8:-4] == _TAG or (len(head) == 12 and head[0:4] == _TAG and head[4:6] in (b"OB", b"OW"))
+            if not tag_ok or struct.unpack("<I", head[-4:])[0] != header.pixel_length:
+                f.close()
+                return None
+        except BaseException:
+            f.close()
+            raise
+        return f
+
+    @staticmethod
+    def _read_into(header: SliceHeader, f, out: memoryview) -> None:
+        got = 0
+        while got < len(out):
+            n = f.readinto(out[got:])
+            if not n:
+                raise VolumeError(f"{header.path.name}: the file ends inside its pixel data")
+            got += n
+
     def read(self, header: SliceHeader, slot: np.ndarray) -> bool:
         """Fill `slot`; False when the values do not fit its dtype (the caller then switches to float32)."""
-        if self._direct(header, slot):
-            return True
-        stored = self._native(header)
+        f = self._open(header) if header.pixel_offset is not None else None
+        try:
+            if f is not None and self._direct(header, slot, f):
+                return True
+            stored = self._native(header, f) if f is not None else None
+        finally:
+            if f is not None:
+                f.close()
         if stored is None:
             source = ImageSource.from_dataset(pydicom.dcmread(header.path, force=True))
             if source.is_color:
@@ -332,10 +536,10 @@ class _SliceReader:
         slot[...] = values
         return True
 
-    def _direct(self, header: SliceHeader, slot: np.ndarray) -> bool:
+    def _direct(self, header: SliceHeader, slot: np.ndarray, f) -> bool:
         """16-bit native slice whose BitsStored range, rescaled, provably fits int16: read into the slot and
         rescale in place (no temporary, three passes over the bytes)."""
-        if header.pixel_offset is None or slot.dtype != np.int16 or header.modality_lut:
+        if slot.dtype != np.int16 or header.modality_lut:
             return False
         if header.bits_allocated != 16 or header.samples != 1:
             return False
@@ -343,14 +547,13 @@ class _SliceReader:
         if not (slope.is_integer() and intercept.is_integer()) or header.pixel_length < slot.nbytes:
             return False
         bits, signed = header.bits_stored, header.signed
+        if not 0 < bits <= 16:
+            return False
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         ends = (lo * slope + intercept, hi * slope + intercept)
         if (not signed and bits == 16) or min(ends) < -32768 or max(ends) > 32767:
             return False
-        with open(header.path, "rb") as f:
-            f.seek(header.pixel_offset)
-            if f.readinto(memoryview(slot).cast("B")) != slot.nbytes:
-                raise VolumeError(f"{header.path.name}: the file ends inside its pixel data")
+        self._read_into(header, f, memoryview(slot).cast("B"))
         if bits < 16:
             if signed:
                 np.left_shift(slot, 16 - bits, out=slot)
@@ -363,9 +566,9 @@ class _SliceReader:
             np.add(slot, np.int16(intercept), out=slot)
         return True
 
-    def _native(self, header: SliceHeader) -> np.ndarray | None:
+    def _native(self, header: SliceHeader, f) -> np.ndarray | None:
         """Stored values read straight from the file, or None when this slice needs the decoder."""
-        if header.pixel_offset is None or header.modality_lut:
+        if header.modality_lut:
             return None
         bits = header.bits_allocated
         if bits not in (8, 16) or header.samples != 1:
@@ -375,10 +578,7 @@ class _SliceReader:
         if header.pixel_length < self.rows * self.columns * dtype.itemsize:
             raise VolumeError(f"{header.path.name}: the pixel data is shorter than Rows x Columns")
         buf = self._buffer(dtype)
-        with open(header.path, "rb") as f:
-            f.seek(header.pixel_offset)
-            if f.readinto(memoryview(buf).cast("B")) != buf.nbytes:
-                raise VolumeError(f"{header.path.name}: the file ends inside its pixel data")
+        self._read_into(header, f, memoryview(buf).cast("B"))
         stored_bits = header.bits_stored
         if stored_bits < bits:
             shift = bits - stored_bits
@@ -411,9 +611,7 @@ def assemble_volume(
 ) -> Volume:
     """Sort slices along the normal and stack them; refuse what cannot be one volume, warn about the rest.
 
-    Headers first (no pixel data), then one allocation, then each slice read straight into its slot.
-    A single thread: pixel reads are cheap once pages are populated, and a reader thread fighting
-    the header parser for the GIL was measured slower.
+    Headers first (no pixel data), then the same assembly as `assemble_volume_from_headers`.
     """
     progress = progress or no_progress
     total = 2 * len(paths)
@@ -423,6 +621,25 @@ def assemble_volume(
             cancel.raise_if_cancelled()
         headers.append(read_slice_header(path))
         progress(i + 1, total, "reading headers")
+    return _assemble(headers, progress, cancel, len(paths), total)
+
+
+def assemble_volume_from_headers(
+    headers: Sequence[SliceHeader],
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> Volume:
+    """Assemble slices already described (e.g. by `Cache.volume_slices`), reading no header at all."""
+    return _assemble(list(headers), progress or no_progress, cancel, 0, len(headers))
+
+
+def _assemble(
+    headers: list[SliceHeader], progress: Progress, cancel: CancelToken | None, done: int, total: int
+) -> Volume:
+    """One allocation, then each slice read straight into its slot.
+
+    A single thread: pixel reads are cheap once pages are populated.
+    """
     warnings: list[str] = []
     headers = _check_geometry(headers, warnings)
     order, positions = sort_slices([h.plane for h in headers])
@@ -441,7 +658,7 @@ def assemble_volume(
         raise VolumeError("a volume needs at least 2 distinct slice positions")
     first = headers[0].plane
     stack = np.array([h.plane.position for h in headers])
-    slice_spacing, more = _spacing_warnings(positions, stack, first.normal, _tilt(headers[0].dataset))
+    slice_spacing, more = _spacing_warnings(positions, stack, first.normal, headers[0].tilt)
     warnings.extend(more)
 
     array = _allocate((len(headers), first.rows, first.columns))
@@ -455,7 +672,7 @@ def assemble_volume(
                 failed.append(k)
         except PixelDataError as exc:
             raise VolumeError(f"{header.path.name}: {exc}") from None
-        progress(len(paths) + k + 1, total, "reading pixels")
+        progress(done + k + 1, total, "reading pixels")
     if failed:
         as_float = array.astype(np.float32)
         del array
@@ -472,11 +689,3 @@ def assemble_volume(
         warnings=warnings,
         source_uids=[h.sop_uid for h in headers],
     )
-
-
-def _tilt(ds: Dataset) -> float | None:
-    tilt = ds.get("GantryDetectorTilt")
-    try:
-        return float(tilt) if tilt not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
