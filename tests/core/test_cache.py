@@ -238,14 +238,24 @@ def test_unsafe_uid_is_rejected_and_nothing_is_written(cache, workstation_home, 
     assert cache.studies() == []
 
 
-def test_uid_checks_are_lenient_on_leading_zeros_strict_on_characters(cache):
+def test_uid_checks_are_lenient_on_real_world_uids_strict_on_characters(cache):
     assert cache.ingest_bytes(make_dicom(study="1.2.03.4", series="1.2.03.4.01", sop="1.2.03.4.01.1")) == "imported"
-    with pytest.raises(CacheError, match="invalid UID"):
-        cache.ingest_bytes(make_dicom(sop="1.2.abc"))
-    with pytest.raises(CacheError, match="invalid UID"):
-        cache.ingest_bytes(make_dicom(sop="1.2."))
+    # letters (e.g. 64-char hex UIDs from real scanners), a trailing dot and NUL/space padding are accepted
+    hex_uid = "05fa52f0" * 8
+    assert cache.ingest_bytes(make_dicom(sop=hex_uid)) == "imported"
+    assert cache.ingest_bytes(make_dicom(sop="1.2.abc")) == "imported"
+    assert cache.ingest_bytes(make_dicom(sop="1.2.")) == "imported"
+    assert cache.ingest_bytes(make_dicom(sop="1.2.9\x00")) == "imported"
+    assert cache.has_instances([hex_uid, "1.2.abc", "1.2.", "1.2.9"]) == {hex_uid, "1.2.abc", "1.2.", "1.2.9"}
+    for bad in ("1.2 3", "1.2_3", "1.2-3", "1.2\x013", "é.1", "1" * 65):
+        with pytest.raises(CacheError, match="invalid UID"):
+            cache.ingest_bytes(make_dicom(sop=bad))
+    for bad in ("1..2", "1.2/3", "a:b", "~1"):
+        with pytest.raises(CacheError, match="unsafe UID"):
+            cache.ingest_bytes(make_dicom(sop=bad))
     with pytest.raises(CacheError, match="unsafe UID"):
-        cache.ingest_bytes(make_dicom(sop="1..2"))
+        cache.ingest_bytes(make_dicom(series="1\\2"))
+    assert len(cache.query("instance")) == 5
 
 
 def test_bad_files_are_rejected_with_a_reason(cache):
@@ -519,3 +529,118 @@ def test_cache_files_are_not_world_writable(cache):
     cache.ingest_bytes(make_dicom())
     mode = os.stat(cache.instance_path("1.2.3.1.1")).st_mode
     assert not mode & 0o002
+
+
+# ----------------------------------------------------------------------------- duplicates without hashes, schema
+
+
+def test_same_size_different_bytes_is_a_replacement(cache, tmp_path):
+    first, second = make_dicom(pixel=1), make_dicom(pixel=2)
+    assert len(first) == len(second) and first != second
+    assert cache.ingest_bytes(first) == "imported"
+    src = tmp_path / "b.dcm"
+    src.write_bytes(second)
+    assert cache.ingest_file(src) == "replaced"
+    assert cache.ingest_file(src) == "duplicate"
+    report = cache.import_paths([src])
+    assert (report.imported, report.duplicates, report.replaced) == (0, 1, 0)
+    (inst,) = cache.instances("1.2.3.1")
+    assert Path(inst.path).read_bytes() == second
+
+
+def test_damaged_stored_file_is_stored_again(cache, tmp_path):
+    data = make_dicom()
+    cache.ingest_bytes(data)
+    (inst,) = cache.instances("1.2.3.1")
+    Path(inst.path).write_bytes(data[:-10])
+    src = tmp_path / "a.dcm"
+    src.write_bytes(data)
+    report = cache.import_paths([src])
+    assert (report.imported, report.duplicates, report.replaced) == (1, 0, 0)
+    assert Path(inst.path).read_bytes() == data and cache.verify().ok
+
+
+def test_same_uid_twice_in_one_import(cache, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.dcm").write_bytes(make_dicom(pixel=1))
+    (folder / "b.dcm").write_bytes(make_dicom(pixel=2))
+    (folder / "c.dcm").write_bytes(make_dicom(pixel=2))
+    report = cache.import_paths([folder])
+    assert (report.imported, report.duplicates, report.replaced) == (1, 1, 1)
+    assert cache.verify().ok and len(cache.query("instance")) == 1
+
+
+def _index_dump(cache: Cache) -> dict:
+    conn = cache._conn
+    skip = {"last_access", "added"}
+    out = {}
+    for table, key in (("patients", "PatientID"), ("studies", "StudyInstanceUID"), ("series", "SeriesInstanceUID"),
+                       ("instances", "SOPInstanceUID")):
+        rows = conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+        out[table] = [{k: r[k] for k in r.keys() if k not in skip} for r in rows]
+    return out
+
+
+def test_bulk_import_indexes_exactly_like_one_by_one(tmp_path):
+    """Rows written a chunk at a time equal rows written one instance at a time (counts, filled attributes)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    specs = [
+        dict(study="1.2.3", series="1.2.3.1", sop="1.2.3.1.1", description="", modality=""),
+        dict(study="1.2.3", series="1.2.3.1", sop="1.2.3.1.2", description="HEAD", modality="ct"),
+        dict(study="1.2.3", series="1.2.3.2", sop="1.2.3.2.1", description="OTHER", modality="MR", name=""),
+        dict(study="1.2.4", series="1.2.4.1", sop="1.2.4.1.1", patient_id="P2", accession="A1"),
+        dict(study="1.2.4", series="1.2.4.1", sop="1.2.4.1.2", patient_id="P2", accession="A2", series_number=None),
+        dict(study="1.2.5", series="1.2.5.1", sop="1.2.5.1.1", name="DOE^JANE", date=""),
+    ]
+    for i, spec in enumerate(specs):
+        (folder / f"{i}.dcm").write_bytes(make_dicom(**spec, instance_number=i))
+    with Cache(tmp_path / "one") as one:
+        one.ingest_bytes(make_dicom(study="1.2.3", series="1.2.3.1", sop="1.2.3.1.0", modality=""))
+        for i in range(len(specs)):
+            assert one.ingest_file(folder / f"{i}.dcm") == "imported"
+        expected = _index_dump(one)
+    with Cache(tmp_path / "bulk") as bulk:
+        bulk.ingest_bytes(make_dicom(study="1.2.3", series="1.2.3.1", sop="1.2.3.1.0", modality=""))
+        assert bulk.import_paths([folder]).imported == len(specs)
+        assert _index_dump(bulk) == expected
+
+
+def test_schema_1_index_is_migrated_and_slice_records_are_filled_in_later(workstation_home, tmp_path):
+    import sqlite3
+
+    data = make_dicom(rows=4)
+    with Cache(workstation_home) as cache:
+        cache.ingest_bytes(data)
+        cache.ingest_bytes(make_dicom(sop="1.2.3.1.2", instance_number=2))
+    db = workstation_home / "cache" / "index.sqlite"
+    conn = sqlite3.connect(db)
+    cols = "SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, " \
+           "Rows, Columns, TransferSyntaxUID, path, size_bytes, added"
+    conn.executescript(f"""
+        CREATE TABLE v1(SOPInstanceUID TEXT PRIMARY KEY, SeriesInstanceUID TEXT NOT NULL,
+            StudyInstanceUID TEXT NOT NULL, SOPClassUID TEXT NOT NULL DEFAULT '', InstanceNumber INTEGER,
+            NumberOfFrames INTEGER NOT NULL DEFAULT 1, Rows INTEGER NOT NULL DEFAULT 0,
+            Columns INTEGER NOT NULL DEFAULT 0, TransferSyntaxUID TEXT NOT NULL DEFAULT '',
+            path TEXT NOT NULL UNIQUE, size_bytes INTEGER NOT NULL, sha1 TEXT NOT NULL, added REAL NOT NULL DEFAULT 0);
+        INSERT INTO v1({cols}, sha1) SELECT {cols}, 'x' FROM instances;
+        DROP TABLE instances;
+        ALTER TABLE v1 RENAME TO instances;
+        UPDATE meta SET value = '1' WHERE key = 'schema_version';
+    """)
+    conn.commit()
+    conn.close()
+    with Cache(workstation_home) as cache:
+        conn = cache._conn
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(instances)")]
+        assert "sha1" not in columns and "geometry" in columns
+        assert conn.execute("SELECT count(*) FROM instances WHERE geometry IS NULL").fetchone()[0] == 2
+        assert [i.SOPInstanceUID for i in cache.instances("1.2.3.1")] == ["1.2.3.1.1", "1.2.3.1.2"]
+        assert cache.ingest_bytes(data) == "duplicate"
+        headers = cache.volume_slices("1.2.3.1")
+        assert [h.sop_uid for h in headers] == ["1.2.3.1.1", "1.2.3.1.2"]
+        assert conn.execute("SELECT count(*) FROM instances WHERE geometry IS NULL").fetchone()[0] == 0
+        assert cache.volume_slices("1.2.3.1") == headers
+        assert cache.verify().ok

@@ -14,6 +14,13 @@ imports do not fsync per file (it would make them several times slower than a co
 rows in batches: after a power failure the last seconds of a bulk import may be lost or
 truncated, which verify detects by comparing file sizes with the index.
 
+Duplicates: a file is compared with what is stored only when its SOP Instance UID is already in
+the index (sizes first, then bytes), so no content is hashed on the way in. Same bytes: skipped;
+different bytes: replaced and reported; stored file missing or damaged: stored again.
+
+Each instance row also keeps a compact JSON slice record (geometry, pixel format, where the native
+pixel bytes start), so `volume_slices` can open a series as a volume without reading any header.
+
 Threads share one SQLite connection guarded by a lock. Writes to one study are serialised by a
 striped lock keyed by the Study Instance UID, so duplicate checks, file writes and index rows of one
 instance happen as one step, while parsing runs outside any lock.
@@ -21,8 +28,11 @@ instance happen as one step, while parsing runs outside any lock.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import itertools
+import json
 import os
 import secrets
 import shutil
@@ -34,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from workstation.core.cache import query as q
-from workstation.core.cache.parse import Parsed, parse_instance
+from workstation.core.cache.parse import Parsed, parse_fd, parse_file, parse_instance
 from workstation.core.cache.reports import (
     CacheError,
     EvictReport,
@@ -44,12 +54,16 @@ from workstation.core.cache.reports import (
 )
 from workstation.core.cache.sources import Entry, collect
 from workstation.core.model.records import Instance, Patient, Series, Study
+from workstation.core.pixels.volume import SliceHeader, read_slice_record
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH_FILES = 200
 BATCH_SECONDS = 1.0
+CHUNK_FILES = 64
+"""Files whose duplicate check (one query) and index rows (a few statements) are handled together."""
 _STRIPES = 64
+_COMPARE_BLOCK = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -82,15 +96,23 @@ CREATE TABLE IF NOT EXISTS series(
     SeriesTime TEXT NOT NULL DEFAULT '', NumberOfSeriesRelatedInstances INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS series_study ON series(StudyInstanceUID);
 CREATE INDEX IF NOT EXISTS series_modality ON series(Modality, StudyInstanceUID);
-CREATE TABLE IF NOT EXISTS instances(
+"""
+_INSTANCES_TABLE = """
+CREATE TABLE IF NOT EXISTS {name}(
     SOPInstanceUID TEXT PRIMARY KEY, SeriesInstanceUID TEXT NOT NULL, StudyInstanceUID TEXT NOT NULL,
     SOPClassUID TEXT NOT NULL DEFAULT '', InstanceNumber INTEGER, NumberOfFrames INTEGER NOT NULL DEFAULT 1,
     Rows INTEGER NOT NULL DEFAULT 0, Columns INTEGER NOT NULL DEFAULT 0,
     TransferSyntaxUID TEXT NOT NULL DEFAULT '', path TEXT NOT NULL UNIQUE,
-    size_bytes INTEGER NOT NULL, sha1 TEXT NOT NULL, added REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS instances_series ON instances(SeriesInstanceUID, InstanceNumber);
-CREATE INDEX IF NOT EXISTS instances_study ON instances(StudyInstanceUID);
+    size_bytes INTEGER NOT NULL, added REAL NOT NULL DEFAULT 0, geometry TEXT)
 """
+_INSTANCE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS instances_series ON instances(SeriesInstanceUID, InstanceNumber)",
+    "CREATE INDEX IF NOT EXISTS instances_study ON instances(StudyInstanceUID)",
+)
+_V1_INSTANCE_COLUMNS = (
+    "SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, "
+    "Rows, Columns, TransferSyntaxUID, path, size_bytes, added"
+)
 
 _MODALITIES_SQL = (
     "SELECT coalesce(group_concat(m, '\\'), '') FROM "
@@ -107,7 +129,7 @@ _SERIES_FIELDS = (
 )
 _INSTANCE_FIELDS = (
     "SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID, SOPClassUID, InstanceNumber, NumberOfFrames, "
-    "Rows, Columns, TransferSyntaxUID, path, size_bytes, sha1"
+    "Rows, Columns, TransferSyntaxUID, path, size_bytes"
 )
 _ANY = q.QueryFilter()
 _PATIENT_ATTRS = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex")
@@ -117,6 +139,10 @@ _SERIES_ATTRS = ("Modality", "SeriesNumber", "SeriesDescription", "BodyPartExami
 
 def _h(uid: str) -> str:
     return hashlib.sha1(uid.encode("ascii")).hexdigest()
+
+
+def _stripe_index(study: str) -> int:
+    return int(_h(study)[:8], 16) % _STRIPES
 
 
 def relative_path(study: str, series: str, sop: str) -> str:
@@ -139,11 +165,20 @@ def _merge(existing: dict, new: dict, keys: Iterable[str]) -> dict:
     return {k: new[k] for k in keys if new.get(k) not in (None, "") and existing.get(k) in (None, "")}
 
 
+_TEMP_PREFIX = secrets.token_hex(4)
+_temp_counter = itertools.count()
+
+
+def _temp_name(final: Path) -> Path:
+    """A hidden name beside `final`: unique per process without a system call (O_EXCL catches the rest)."""
+    return final.parent / f".{final.name}.{_TEMP_PREFIX}{os.getpid():x}.{next(_temp_counter)}.tmp"
+
+
 def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     """Write `data` under a hidden temporary name beside `final` (same folder, so the rename is atomic)."""
     folder = final.parent
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{final.name}.{secrets.token_hex(4)}.tmp"
+    tmp = _temp_name(final)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -160,39 +195,111 @@ def _write_temp(final: Path, data: bytes, durable: bool) -> Path:
     return tmp
 
 
-def _stage_file(path: str, files_root: str) -> Parsed | Rejection:
-    """Bulk-import step for one file: read, check, hash, and stage a temporary copy in its final folder.
+def _kernel_copy(src: int, dst: int, size: int) -> int:
+    """Copy `size` bytes between descriptors in the kernel (copy_file_range, else sendfile); returns bytes copied."""
+    done = 0
+    copy_range = getattr(os, "copy_file_range", None)
+    while done < size and copy_range is not None:
+        try:
+            n = copy_range(src, dst, size - done)
+        except OSError:
+            if done:
+                raise
+            break
+        if n == 0:
+            return done
+        done += n
+    while done < size:
+        try:
+            n = os.sendfile(dst, src, done, size - done)
+        except OSError:
+            if done:
+                raise
+            os.lseek(src, 0, os.SEEK_SET)
+            with open(src, "rb", closefd=False) as fin, open(dst, "wb", closefd=False) as fout:
+                shutil.copyfileobj(fin, fout)
+            return os.fstat(dst).st_size
+        if n == 0:
+            break
+        done += n
+    return done
 
-    The copy is made by the kernel (copy_file_range/sendfile via shutil.copyfile), which on this
-    kind of system is several times faster than writing the bytes back from Python; the source's
-    size and mtime are compared before and after so that the copy holds exactly the hashed bytes.
+
+def _stage_file(path: str, files_root: str, durable: bool = False, folders: set | None = None) -> Parsed | Rejection:
+    """Bulk-import step for one file: check its header and stage a temporary copy in its final folder.
+
+    The file is opened once: its header is read from the descriptor and the copy is made by the
+    kernel from the same descriptor, never through Python memory. Its size and mtime are compared
+    before and after, so the staged copy holds exactly the checked file. `folders` remembers the
+    folders already made.
     """
-    src = Path(path)
     try:
-        before = src.stat()
-        data = src.read_bytes()
-        p = parse_instance(data)
-    except CacheError as exc:
-        return Rejection(path, str(exc))
+        src = os.open(path, os.O_RDONLY)
     except OSError as exc:
         return Rejection(path, f"cannot be read: {exc.strerror or exc}")
-    final = Path(files_root) / relative_path(p.study, p.series, p.sop)
     try:
-        if p.data is data:
-            tmp = final.parent / f".{final.name}.{secrets.token_hex(4)}.tmp"
-            final.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, tmp)
-            after = src.stat()
-            if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or tmp.stat().st_size != p.size:
-                tmp.unlink()
-                return Rejection(path, "the file changed while it was being imported")
-        else:
-            tmp = _write_temp(final, p.data, durable=False)
-    except OSError as exc:
-        return Rejection(path, f"cannot be stored: {exc.strerror or exc}")
+        try:
+            before = os.fstat(src)
+            p = parse_fd(src, before.st_size, path)
+        except CacheError as exc:
+            return Rejection(path, str(exc))
+        except OSError as exc:
+            return Rejection(path, f"cannot be read: {exc.strerror or exc}")
+        final = Path(files_root) / relative_path(p.study, p.series, p.sop)
+        try:
+            if folders is None or final.parent not in folders:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                if folders is not None:
+                    folders.add(final.parent)
+            if p.data:
+                tmp = _write_temp(final, p.data, durable=durable)
+            else:
+                tmp = _temp_name(final)
+                dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    copied = _kernel_copy(src, dst, p.size)
+                    if durable:
+                        os.fsync(dst)
+                finally:
+                    os.close(dst)
+                after = os.fstat(src)
+                if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or copied != p.size:
+                    os.unlink(tmp)
+                    return Rejection(path, "the file changed while it was being imported")
+        except OSError as exc:
+            return Rejection(path, f"cannot be stored: {exc.strerror or exc}")
+    finally:
+        os.close(src)
     p.staged = str(tmp)
     p.data = b""
     return p
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _same_bytes(data: bytes, stored: Path) -> bool:
+    with open(stored, "rb") as f:
+        view = memoryview(data)
+        for start in range(0, len(view), _COMPARE_BLOCK):
+            if f.read(_COMPARE_BLOCK) != view[start : start + _COMPARE_BLOCK]:
+                return False
+        return not f.read(1)
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            block = fa.read(_COMPARE_BLOCK)
+            if block != fb.read(_COMPARE_BLOCK):
+                return False
+            if not block:
+                return True
 
 
 class Cache:
@@ -218,9 +325,37 @@ class Cache:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            self._conn.execute(_INSTANCES_TABLE.format(name="instances"))
+            for sql in _INSTANCE_INDEXES:
+                self._conn.execute(sql)
             self._conn.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an index written by an older version up to SCHEMA_VERSION, in one transaction.
+
+        1 -> 2: the sha1 column goes (contents are compared only on a UID clash) and a nullable
+        slice-record column arrives. The table is rebuilt rather than altered so that this works on
+        SQLite builds without DROP COLUMN; old rows get their slice record the first time
+        `volume_slices` reads their series.
+        """
+        (version,) = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(version)
+        if version > SCHEMA_VERSION:
+            raise CacheError(f"the cache index has schema {version}, newer than this version understands")
+        if version == 1:
+            with self._write() as conn:
+                conn.execute(_INSTANCES_TABLE.format(name="instances_v2"))
+                conn.execute(
+                    f"INSERT INTO instances_v2({_V1_INSTANCE_COLUMNS}) SELECT {_V1_INSTANCE_COLUMNS} FROM instances"
+                )
+                conn.execute("DROP TABLE instances")
+                conn.execute("ALTER TABLE instances_v2 RENAME TO instances")
+                for sql in _INSTANCE_INDEXES:
+                    conn.execute(sql)
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -251,7 +386,7 @@ class Cache:
             return self._last_now
 
     def _stripe(self, study: str) -> threading.Lock:
-        return self._stripes[int(_h(study)[:8], 16) % _STRIPES]
+        return self._stripes[_stripe_index(study)]
 
     @contextlib.contextmanager
     def _all_stripes(self):
@@ -298,11 +433,7 @@ class Cache:
         tmp = _write_temp(final, data, durable)
         os.replace(tmp, final)
         if durable:
-            dir_fd = os.open(final.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(final.parent)
 
     # ----------------------------------------------------------------- index rows
 
@@ -321,69 +452,141 @@ class Cache:
         )
 
     def _add_row(self, conn: sqlite3.Connection, p: Parsed, relpath: str, now: float) -> None:
-        size = p.size
-        s_attrs = dict(p.series_attrs)
-        s_attrs["Modality"] = (s_attrs.get("Modality") or "").upper()
-        series = conn.execute("SELECT * FROM series WHERE SeriesInstanceUID = ?", (p.series,)).fetchone()
-        new_series = series is None
-        if new_series:
-            conn.execute(
+        self._add_rows(conn, [(p, relpath, now)])
+
+    def _add_rows(self, conn: sqlite3.Connection, items: list[tuple[Parsed, str, float]]) -> None:
+        """Index new instances (none already in the index, no SOP twice) with a few statements per batch.
+
+        The series, study and patient rows end up exactly as if the instances had been added one by
+        one in order: counts add up, and attributes the index does not know yet are filled from the
+        first instance that has them.
+        """
+        if not items:
+            return
+
+        def fetch(table: str, key: str, values: Iterable[str]) -> dict[str, dict]:
+            values = list(dict.fromkeys(values))
+            rows = conn.execute(
+                f"SELECT * FROM {table} WHERE {key} IN ({','.join('?' * len(values))})", values
+            ).fetchall()
+            return {r[key]: dict(r) for r in rows}
+
+        known_series = fetch("series", "SeriesInstanceUID", (p.series for p, _, _ in items))
+        known_studies = fetch("studies", "StudyInstanceUID", (p.study for p, _, _ in items))
+        known_patients = fetch("patients", "PatientID", (p.patient["PatientID"] for p, _, _ in items))
+        series: dict[str, dict] = {}
+        studies: dict[str, dict] = {}
+        patients: dict[str, dict] = {}
+        refresh_modalities: set[str] = set()
+        study_keys = _PATIENT_ATTRS + _STUDY_ATTRS
+        for p, _, now in items:
+            s_attrs = dict(p.series_attrs)
+            s_attrs["Modality"] = (s_attrs.get("Modality") or "").upper()
+            se = series.get(p.series)
+            if se is None and p.series not in known_series:
+                se = series[p.series] = {"new": True, "study": p.study, "n": 1, "fill": {}, "row": dict(s_attrs)}
+                new_series = True
+            else:
+                if se is None:
+                    se = series[p.series] = {"new": False, "n": 0, "fill": {}, "row": known_series[p.series]}
+                fill = _merge(se["row"], s_attrs, _SERIES_ATTRS)
+                if "Modality" in fill:
+                    refresh_modalities.add(p.study)
+                se["row"].update(fill)
+                se["fill"].update(fill)
+                se["n"] += 1
+                new_series = False
+            attrs = {**p.patient, **p.study_attrs}
+            st = studies.get(p.study)
+            if st is None and p.study not in known_studies:
+                studies[p.study] = {
+                    "new": True, "series": 1, "n": 1, "size": p.size, "now": now, "fill": {},
+                    "row": {k: attrs[k] for k in study_keys},
+                }
+                refresh_modalities.add(p.study)
+            else:
+                if st is None:
+                    st = studies[p.study] = {"new": False, "series": 0, "n": 0, "size": 0, "fill": {},
+                                             "row": known_studies[p.study]}
+                fill = _merge(st["row"], attrs, study_keys)
+                st["row"].update(fill)
+                st["fill"].update(fill)
+                st["n"] += 1
+                st["series"] += 1 if new_series else 0
+                st["size"] += p.size
+            if new_series:
+                refresh_modalities.add(p.study)
+            pid = p.patient["PatientID"]
+            pa = patients.get(pid)
+            if pa is None and pid not in known_patients:
+                patients[pid] = {"new": True, "fill": {}, "row": {k: p.patient[k] for k in _PATIENT_ATTRS}}
+            else:
+                if pa is None:
+                    pa = patients[pid] = {"new": False, "fill": {}, "row": known_patients[pid]}
+                fill = _merge(pa["row"], p.patient, _PATIENT_ATTRS[1:])
+                pa["row"].update(fill)
+                pa["fill"].update(fill)
+
+        new_rows = [(uid, se) for uid, se in series.items() if se["new"]]
+        if new_rows:
+            conn.executemany(
                 "INSERT INTO series(SeriesInstanceUID, StudyInstanceUID, NumberOfSeriesRelatedInstances, "
-                + ", ".join(_SERIES_ATTRS)
-                + ") VALUES (?, ?, 1"
-                + ", ?" * len(_SERIES_ATTRS)
-                + ")",
-                (p.series, p.study, *(s_attrs[k] if s_attrs[k] is not None else None for k in _SERIES_ATTRS)),
+                + ", ".join(_SERIES_ATTRS) + ") VALUES (?, ?, ?" + ", ?" * len(_SERIES_ATTRS) + ")",
+                [(uid, se["study"], se["n"], *(se["row"][k] for k in _SERIES_ATTRS)) for uid, se in new_rows],
             )
-        else:
-            fill = _merge(dict(series), s_attrs, _SERIES_ATTRS)
-            sets = "".join(f", {k} = ?" for k in fill)
-            conn.execute(
-                f"UPDATE series SET NumberOfSeriesRelatedInstances = NumberOfSeriesRelatedInstances + 1{sets} "
-                "WHERE SeriesInstanceUID = ?",
-                (*fill.values(), p.series),
-            )
-        attrs = {**p.patient, **p.study_attrs}
-        study = conn.execute("SELECT * FROM studies WHERE StudyInstanceUID = ?", (p.study,)).fetchone()
-        keys = _PATIENT_ATTRS + _STUDY_ATTRS
-        if study is None:
-            conn.execute(
+        for uid, se in series.items():
+            if not se["new"]:
+                sets = "".join(f", {k} = ?" for k in se["fill"])
+                conn.execute(
+                    f"UPDATE series SET NumberOfSeriesRelatedInstances = NumberOfSeriesRelatedInstances + ?{sets} "
+                    "WHERE SeriesInstanceUID = ?",
+                    (se["n"], *se["fill"].values(), uid),
+                )
+        new_rows = [(uid, st) for uid, st in studies.items() if st["new"]]
+        if new_rows:
+            conn.executemany(
                 "INSERT INTO studies(StudyInstanceUID, NumberOfStudyRelatedSeries, NumberOfStudyRelatedInstances, "
-                "size_bytes, last_access, added, " + ", ".join(keys) + ") VALUES (?, 1, 1, ?, ?, ?" + ", ?" * len(keys) + ")",
-                (p.study, size, now, now, *(attrs[k] for k in keys)),
+                "size_bytes, last_access, added, " + ", ".join(study_keys) + ") VALUES (?, ?, ?, ?, ?, ?"
+                + ", ?" * len(study_keys) + ")",
+                [
+                    (uid, st["series"], st["n"], st["size"], st["now"], st["now"], *(st["row"][k] for k in study_keys))
+                    for uid, st in new_rows
+                ],
             )
-            self._refresh_folds(conn, p.study)
-        else:
-            fill = _merge(dict(study), attrs, keys)
-            sets = "".join(f", {k} = ?" for k in fill)
-            conn.execute(
-                "UPDATE studies SET NumberOfStudyRelatedInstances = NumberOfStudyRelatedInstances + 1, "
-                f"NumberOfStudyRelatedSeries = NumberOfStudyRelatedSeries + ?, size_bytes = size_bytes + ?{sets} "
-                "WHERE StudyInstanceUID = ?",
-                (1 if new_series else 0, size, *fill.values(), p.study),
-            )
-            if fill:
-                self._refresh_folds(conn, p.study)
-        if new_series or study is None or (series is not None and not series["Modality"] and s_attrs["Modality"]):
-            self._refresh_modalities(conn, p.study)
-        patient = conn.execute("SELECT * FROM patients WHERE PatientID = ?", (p.patient["PatientID"],)).fetchone()
-        if patient is None:
-            conn.execute(
+        for uid, st in studies.items():
+            if not st["new"]:
+                sets = "".join(f", {k} = ?" for k in st["fill"])
+                conn.execute(
+                    "UPDATE studies SET NumberOfStudyRelatedInstances = NumberOfStudyRelatedInstances + ?, "
+                    f"NumberOfStudyRelatedSeries = NumberOfStudyRelatedSeries + ?, size_bytes = size_bytes + ?{sets} "
+                    "WHERE StudyInstanceUID = ?",
+                    (st["n"], st["series"], st["size"], *st["fill"].values(), uid),
+                )
+            if st["new"] or st["fill"]:
+                self._refresh_folds(conn, uid)
+        for uid in studies:
+            if uid in refresh_modalities:
+                self._refresh_modalities(conn, uid)
+        new_rows = [pa["row"] for pa in patients.values() if pa["new"]]
+        if new_rows:
+            conn.executemany(
                 "INSERT INTO patients(PatientID, PatientName, PatientBirthDate, PatientSex) VALUES (?, ?, ?, ?)",
-                tuple(p.patient[k] for k in _PATIENT_ATTRS),
+                [tuple(row[k] for k in _PATIENT_ATTRS) for row in new_rows],
             )
-        else:
-            fill = _merge(dict(patient), p.patient, _PATIENT_ATTRS[1:])
-            if fill:
-                sets = ", ".join(f"{k} = ?" for k in fill)
-                conn.execute(f"UPDATE patients SET {sets} WHERE PatientID = ?", (*fill.values(), p.patient["PatientID"]))
-        ia = p.instance_attrs
-        conn.execute(
-            f"INSERT INTO instances({_INSTANCE_FIELDS}, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                p.sop, p.series, p.study, ia["SOPClassUID"], ia["InstanceNumber"], ia["NumberOfFrames"],
-                ia["Rows"], ia["Columns"], ia["TransferSyntaxUID"], relpath, size, p.sha1, now,
-            ),
+        for pid, pa in patients.items():
+            if not pa["new"] and pa["fill"]:
+                sets = ", ".join(f"{k} = ?" for k in pa["fill"])
+                conn.execute(f"UPDATE patients SET {sets} WHERE PatientID = ?", (*pa["fill"].values(), pid))
+        conn.executemany(
+            f"INSERT INTO instances({_INSTANCE_FIELDS}, added, geometry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    p.sop, p.series, p.study, p.instance_attrs["SOPClassUID"], p.instance_attrs["InstanceNumber"],
+                    p.instance_attrs["NumberOfFrames"], p.instance_attrs["Rows"], p.instance_attrs["Columns"],
+                    p.instance_attrs["TransferSyntaxUID"], relpath, p.size, now, p.geometry,
+                )
+                for p, relpath, now in items
+            ],
         )
 
     def _remove_row(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
@@ -420,10 +623,10 @@ class Cache:
             ia = p.instance_attrs
             conn.execute(
                 "UPDATE instances SET SOPClassUID = ?, InstanceNumber = ?, NumberOfFrames = ?, Rows = ?, Columns = ?, "
-                "TransferSyntaxUID = ?, path = ?, size_bytes = ?, sha1 = ?, added = ? WHERE SOPInstanceUID = ?",
+                "TransferSyntaxUID = ?, path = ?, size_bytes = ?, added = ?, geometry = ? WHERE SOPInstanceUID = ?",
                 (
                     ia["SOPClassUID"], ia["InstanceNumber"], ia["NumberOfFrames"], ia["Rows"], ia["Columns"],
-                    ia["TransferSyntaxUID"], relpath, p.size, p.sha1, now, p.sop,
+                    ia["TransferSyntaxUID"], relpath, p.size, now, p.geometry, p.sop,
                 ),
             )
             conn.execute(
@@ -464,42 +667,91 @@ class Cache:
 
     # ----------------------------------------------------------------- ingest
 
+    def _old_rows(self, sops: Iterable[str]) -> dict[str, sqlite3.Row]:
+        wanted = list(dict.fromkeys(sops))
+        if not wanted:
+            return {}
+        with self._lock:
+            rows = self._db().execute(
+                f"SELECT {_INSTANCE_FIELDS} FROM instances WHERE SOPInstanceUID IN ({','.join('?' * len(wanted))})",
+                wanted,
+            ).fetchall()
+        return {r["SOPInstanceUID"]: r for r in rows}
+
+    def _compare(self, p: Parsed, old: sqlite3.Row) -> str:
+        """"same", "different", or "damaged" when the stored file is missing or not the size the index says."""
+        stored = self._abs(old["path"])
+        try:
+            if stored.stat().st_size != old["size_bytes"]:
+                return "damaged"
+            if p.size != old["size_bytes"]:
+                return "different"
+            if p.data:
+                return "same" if _same_bytes(p.data, stored) else "different"
+            return "same" if _same_files(Path(p.staged or p.source), stored) else "different"
+        except OSError:
+            return "damaged"
+
+    def _place(self, p: Parsed, old: sqlite3.Row | None, pending: list, batch: bool) -> str:
+        """Duplicate check and file placement for one instance (its study's stripe is held).
+
+        A new instance's row is appended to `pending` (written by `_flush`); a replacement flushes
+        what is pending first and then swaps its row, so rows are always written in arrival order.
+        The file is in place before its row is written.
+        """
+        relpath = relative_path(p.study, p.series, p.sop)
+        outcome = "imported"
+        if old is not None:
+            verdict = self._compare(p, old)
+            if verdict == "same":
+                if p.staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(p.staged)
+                return "duplicate"
+            outcome = "replaced" if verdict == "different" else "imported"
+        if p.staged:
+            os.replace(p.staged, self._abs(relpath))
+            p.staged = ""
+            if not batch:
+                _fsync_dir(self._abs(relpath).parent)
+        else:
+            self._write_file(relpath, p.data, durable=not batch)
+        now = self._now()
+        if old is None:
+            pending.append((p, relpath, now))
+            return outcome
+        self._flush(pending, commit=False)
+        with self._write(commit=not batch) as conn:
+            self._replace_row(conn, old, p, relpath, now)
+        if old["path"] != relpath:
+            with contextlib.suppress(OSError):
+                self._abs(old["path"]).unlink()
+        self._notify([(p, relpath, now)])
+        return outcome
+
+    def _flush(self, pending: list, commit: bool) -> None:
+        """Write the rows of instances already in place, then tell the listeners."""
+        if not pending:
+            return
+        items = list(pending)
+        pending.clear()
+        with self._write(commit=commit) as conn:
+            self._add_rows(conn, items)
+        self._notify(items)
+
+    def _notify(self, items: list) -> None:
+        for p, _, _ in items:
+            for listener in list(self._listeners):
+                listener(p.study, p.series, p.sop)
+
     def _store(self, p: Parsed, batch: bool) -> str:
         """Index one checked instance: duplicate, replacement or new; the file lands before its row."""
-        relpath = relative_path(p.study, p.series, p.sop)
         with self._stripe(p.study):
-            with self._lock:
-                old = self._db().execute(
-                    f"SELECT {_INSTANCE_FIELDS} FROM instances WHERE SOPInstanceUID = ?", (p.sop,)
-                ).fetchone()
-            outcome = "imported"
-            if old is not None:
-                if old["sha1"] == p.sha1:
-                    try:
-                        if self._abs(old["path"]).stat().st_size == old["size_bytes"]:
-                            if p.staged:
-                                with contextlib.suppress(OSError):
-                                    os.unlink(p.staged)
-                            return "duplicate"
-                    except OSError:
-                        pass
-                else:
-                    outcome = "replaced"
-            if p.staged:
-                os.replace(p.staged, self._abs(relpath))
-            else:
-                self._write_file(relpath, p.data, durable=not batch)
-            now = self._now()
-            with self._write(commit=not batch) as conn:
-                if old is None:
-                    self._add_row(conn, p, relpath, now)
-                else:
-                    self._replace_row(conn, old, p, relpath, now)
-            if old is not None and old["path"] != relpath:
-                with contextlib.suppress(OSError):
-                    self._abs(old["path"]).unlink()
-        for listener in list(self._listeners):
-            listener(p.study, p.series, p.sop)
+            pending: list = []
+            try:
+                outcome = self._place(p, self._old_rows([p.sop]).get(p.sop), pending, batch)
+            finally:
+                self._flush(pending, commit=not batch)
         return outcome
 
     def ingest_bytes(self, data: bytes, source: str = "") -> str:
@@ -508,11 +760,15 @@ class Cache:
 
     def ingest_file(self, path: str | os.PathLike[str]) -> str:
         """Store one file; raises CacheError(reason) when it is refused."""
+        result = _stage_file(str(path), str(self.files), durable=True)
+        if isinstance(result, Rejection):
+            raise CacheError(result.reason)
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise CacheError(f"cannot be read: {exc.strerror or exc}") from None
-        return self._store(parse_instance(data), batch=False)
+            return self._store(result, batch=False)
+        finally:
+            if result.staged:
+                with contextlib.suppress(OSError):
+                    os.unlink(result.staged)
 
     def import_paths(
         self,
@@ -522,9 +778,10 @@ class Cache:
     ) -> ImportReport:
         """Import files, folders, .zip archives and DICOMDIR media; bad files are reported and skipped.
 
-        Files are listed first so progress has a total; headers are parsed on worker threads while
-        this thread writes files and batches index rows. On cancel, what is imported stays and the
-        `Cancelled` exception carries the partial report as `.report`.
+        Files are listed first so progress has a total; headers are parsed and files staged on
+        worker threads while this thread, a chunk of files at a time, checks for duplicates with
+        one query, renames the files into place and writes their rows. On cancel, what is imported
+        stays and the `Cancelled` exception carries the partial report as `.report`.
         """
         entries, rejected = collect(paths)
         report = ImportReport(rejected=list(rejected))
@@ -532,55 +789,91 @@ class Cache:
         progress(0, total, "")
         seen_studies: set[str] = set()
         seen_series: set[str] = set()
-        last_commit = time.monotonic()
-        pending = 0
-        prepared = self._prepared(entries)
+        chunk_size = max(1, min(CHUNK_FILES, BATCH_FILES))
+        state = {"pending": 0, "last_commit": time.monotonic()}
+        prepared = self._prepared(entries, window=chunk_size)
+        chunk: list = []
         try:
             for done, (entry, result) in enumerate(prepared, start=1):
-                if cancel is not None and cancel.cancelled:
-                    if isinstance(result, Parsed) and result.staged:
-                        with contextlib.suppress(OSError):
-                            os.unlink(result.staged)
-                    cancel.raise_if_cancelled()
-                if isinstance(result, Rejection):
-                    report.rejected.append(result)
-                else:
-                    try:
-                        outcome = self._store(result, batch=True)
-                    except (CacheError, OSError) as exc:
-                        report.rejected.append(Rejection(entry.label, f"cannot be stored: {exc}"))
-                        outcome = None
-                    if outcome == "duplicate":
-                        report.duplicates += 1
-                    elif outcome == "replaced":
-                        report.replaced += 1
-                    elif outcome == "imported":
-                        report.imported += 1
-                    if outcome is not None:
-                        if result.study not in seen_studies:
-                            seen_studies.add(result.study)
-                            report.study_uids.append(result.study)
-                        if result.series not in seen_series:
-                            seen_series.add(result.series)
-                            report.series_uids.append(result.series)
-                        pending += 1
-                if pending >= BATCH_FILES or (pending and time.monotonic() - last_commit > BATCH_SECONDS):
-                    self._commit()
-                    pending = 0
-                    last_commit = time.monotonic()
-                progress(done, total, entry.label)
+                chunk.append((done, entry, result))
+                if len(chunk) >= chunk_size or done == total:
+                    self._import_chunk(chunk, report, seen_studies, seen_series, progress, total, cancel, state)
+                    chunk = []
         except Cancelled as exc:
             exc.report = report
             raise
         finally:
+            for _, _, result in chunk:
+                if isinstance(result, Parsed) and result.staged:
+                    with contextlib.suppress(OSError):
+                        os.unlink(result.staged)
             prepared.close()
             self._commit()
         if self.quota_bytes is not None:
             self.evict(self.quota_bytes, keep=set(report.study_uids))
         return report
 
-    def _prepared(self, entries: list[Entry]):
-        """Yield (entry, Parsed | Rejection) in order, preparing a few files ahead on threads.
+    def _import_chunk(self, chunk, report, seen_studies, seen_series, progress, total, cancel, state) -> None:
+        """Store consecutive prepared files: one duplicate query, renames in order, rows in a few statements.
+
+        Rows are committed every BATCH_FILES stored files or BATCH_SECONDS, as each file is reached;
+        files are always in place before their rows are written.
+        """
+        parsed = [r for _, _, r in chunk if isinstance(r, Parsed)]
+        stripes = sorted({_stripe_index(p.study) for p in parsed})
+        pending: list = []
+        with contextlib.ExitStack() as stack:
+            for i in stripes:
+                stack.enter_context(self._stripes[i])
+            old = self._old_rows(p.sop for p in parsed)
+            placed: set[str] = set()
+            try:
+                for i, (done, entry, result) in enumerate(chunk):
+                    if cancel is not None and cancel.cancelled:
+                        cancel.raise_if_cancelled()
+                    if isinstance(result, Rejection):
+                        report.rejected.append(result)
+                    else:
+                        if result.sop in placed:
+                            self._flush(pending, commit=False)
+                            old.update(self._old_rows([result.sop]))
+                        try:
+                            outcome = self._place(result, old.get(result.sop), pending, batch=True)
+                        except (CacheError, OSError) as exc:
+                            report.rejected.append(Rejection(entry.label, f"cannot be stored: {exc}"))
+                            outcome = None
+                            if result.staged:
+                                with contextlib.suppress(OSError):
+                                    os.unlink(result.staged)
+                        if outcome == "duplicate":
+                            report.duplicates += 1
+                        elif outcome == "replaced":
+                            report.replaced += 1
+                        elif outcome == "imported":
+                            report.imported += 1
+                        if outcome is not None:
+                            placed.add(result.sop)
+                            if result.study not in seen_studies:
+                                seen_studies.add(result.study)
+                                report.study_uids.append(result.study)
+                            if result.series not in seen_series:
+                                seen_series.add(result.series)
+                                report.series_uids.append(result.series)
+                            state["pending"] += 1
+                    chunk[i] = (done, entry, None)
+                    if state["pending"] >= BATCH_FILES or (
+                        state["pending"] and time.monotonic() - state["last_commit"] > BATCH_SECONDS
+                    ):
+                        self._flush(pending, commit=False)
+                        self._commit()
+                        state["pending"] = 0
+                        state["last_commit"] = time.monotonic()
+                    progress(done, total, entry.label)
+            finally:
+                self._flush(pending, commit=False)
+
+    def _prepared(self, entries: list[Entry], window: int = 0):
+        """Yield (entry, Parsed | Rejection) in order, preparing up to `window` files ahead on threads.
 
         Plain files are staged (copied under a temporary name into their final folder) by the
         worker; archive members are parsed in memory and written by the importing thread.
@@ -588,7 +881,7 @@ class Cache:
 
         def prepare(entry: Entry) -> Parsed | Rejection:
             if entry.path:
-                return _stage_file(entry.path, str(self.files))
+                return _stage_file(entry.path, files_root, folders=folders)
             try:
                 return parse_instance(entry.read())
             except CacheError as exc:
@@ -596,18 +889,20 @@ class Cache:
             except OSError as exc:
                 return Rejection(entry.label, f"cannot be read: {exc.strerror or exc}")
 
+        files_root = str(self.files)
+        folders: set[Path] = set()
         workers = max(1, min(4, os.cpu_count() or 1))
-        window = workers * 4
+        window = max(window, workers * 4)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-import") as threads:
-            futures: list = []
+            futures: collections.deque = collections.deque()
             try:
                 for i, entry in enumerate(entries):
                     futures.append((entry, threads.submit(prepare, entry)))
                     if i >= window:
-                        e, f = futures.pop(0)
+                        e, f = futures.popleft()
                         yield e, f.result()
                 while futures:
-                    e, f = futures.pop(0)
+                    e, f = futures.popleft()
                     yield e, f.result()
             finally:
                 for _, f in futures:
@@ -688,7 +983,7 @@ class Cache:
             StudyInstanceUID=r["StudyInstanceUID"], SOPClassUID=r["SOPClassUID"],
             InstanceNumber=r["InstanceNumber"], NumberOfFrames=r["NumberOfFrames"] or 1,
             Rows=r["Rows"], Columns=r["Columns"], TransferSyntaxUID=r["TransferSyntaxUID"],
-            path=str(self._abs(r["path"])), size_bytes=r["size_bytes"], extra={"sha1": r["sha1"]},
+            path=str(self._abs(r["path"])), size_bytes=r["size_bytes"],
         )
 
     def studies(self, f: q.QueryFilter = _ANY, limit: int | None = None) -> list[Study]:
@@ -713,6 +1008,34 @@ class Cache:
                 (series_uid,),
             ).fetchall()
         return [self._instance(r) for r in rows]
+
+    def volume_slices(self, series_uid: str) -> list[SliceHeader]:
+        """The slices of one series as `assemble_volume_from_headers` needs them, from the index alone.
+
+        Rows indexed before the slice record existed (schema 1) are read from their files once
+        and their record is stored, so the next open reads no header either.
+        """
+        with self._lock:
+            rows = self._db().execute(
+                "SELECT SOPInstanceUID, path, size_bytes, geometry FROM instances WHERE SeriesInstanceUID = ? "
+                "ORDER BY InstanceNumber IS NULL, InstanceNumber, SOPInstanceUID",
+                (series_uid,),
+            ).fetchall()
+        headers = []
+        backfill = []
+        for sop, relpath, size, geometry in rows:
+            path = self._abs(relpath)
+            if geometry is None:
+                record, found = read_slice_record(path)
+                if found == size:
+                    backfill.append((json.dumps(record, separators=(",", ":")), sop))
+                headers.append(SliceHeader.from_record(path, record, found))
+            else:
+                headers.append(SliceHeader.from_record(path, json.loads(geometry), size))
+        if backfill:
+            with self._write() as conn:
+                conn.executemany("UPDATE instances SET geometry = ? WHERE SOPInstanceUID = ?", backfill)
+        return headers
 
     def instance_path(self, sop_uid: str) -> Path | None:
         with self._lock:
@@ -890,7 +1213,7 @@ class Cache:
     def _reindex(self, path: Path) -> bool:
         """Give a file found without a row its row back, or delete it when it is not a valid instance."""
         try:
-            p = parse_instance(path.read_bytes())
+            p = parse_file(path)
         except (CacheError, OSError):
             with contextlib.suppress(OSError):
                 path.unlink()
