@@ -164,3 +164,113 @@ def test_unreadable_file_is_a_volume_error(samples, philips, tmp_path):
     shutil.copy(samples / "orthanc_tests/Database/2026-05-06-Deeply-Nested-Sequence.dcm", bad)
     with pytest.raises(VolumeError):
         assemble_volume([*philips[:2], bad])
+
+
+# ----------------------------------------------------------------------------- from the cache's index
+
+
+def _same_volume(a, b):
+    assert a.array.dtype == b.array.dtype
+    np.testing.assert_array_equal(a.array, b.array)
+    assert a.spacing == b.spacing
+    np.testing.assert_array_equal(a.origin, b.origin)
+    np.testing.assert_array_equal(a.direction, b.direction)
+    assert a.warnings == b.warnings
+    assert a.source_uids == b.source_uids
+
+
+@pytest.mark.parametrize(
+    "folder, pattern",
+    [(PHILIPS, "*"), ("dcm_qa_ct/In/GE", "*.dcm"), ("dcm_qa_deident/In", "*.dcm")],
+    ids=["philips-140", "ge-tilted", "sagittal-mr"],
+)
+def test_index_path_gives_the_same_volume_as_the_file_path(samples, tmp_path, folder, pattern):
+    from workstation.core.cache import Cache
+    from workstation.core.pixels.volume import assemble_volume_from_headers
+
+    paths = sorted((samples / folder).glob(pattern))
+    with Cache(tmp_path / "home") as cache:
+        assert cache.import_paths(paths).imported == len(paths)
+        (series,) = cache.query("series")
+        headers = cache.volume_slices(series.SeriesInstanceUID)
+    assert len(headers) == len(paths) and all(h.pixel_offset for h in headers)
+    _same_volume(assemble_volume_from_headers(headers), assemble_volume(paths))
+
+
+def test_index_path_reads_no_header(samples, tmp_path, monkeypatch):
+    from workstation.core.cache import Cache
+    from workstation.core.pixels import volume
+
+    paths = sorted((samples / PHILIPS).iterdir())[:8]
+    with Cache(tmp_path / "home") as cache:
+        cache.import_paths(paths)
+        (series,) = cache.query("series")
+        reference = assemble_volume(paths)
+
+        def no_header(*args, **kwargs):
+            raise AssertionError("a header was parsed")
+
+        monkeypatch.setattr(volume.pydicom, "dcmread", no_header)
+        monkeypatch.setattr(volume, "read_partial", no_header)
+        headers = Cache(tmp_path / "home").volume_slices(series.SeriesInstanceUID)
+        _same_volume(volume.assemble_volume_from_headers(headers), reference)
+
+
+def test_index_path_falls_back_when_a_file_changed(samples, tmp_path):
+    """A stored file that no longer matches its record (size, tag at the offset) is decoded instead."""
+    from workstation.core.cache import Cache
+    from workstation.core.pixels.volume import assemble_volume_from_headers
+
+    paths = sorted((samples / PHILIPS).iterdir())[:4]
+    with Cache(tmp_path / "home") as cache:
+        cache.import_paths(paths)
+        (series,) = cache.query("series")
+        headers = cache.volume_slices(series.SeriesInstanceUID)
+    victim = headers[1].path
+    ds = pydicom.dcmread(victim)
+    ds.add_new(0x00091010, "LO", "pushes the pixel data further into the file")
+    ds.save_as(victim)
+    _same_volume(assemble_volume_from_headers(headers), assemble_volume(paths))
+
+
+def test_index_path_compressed_slices_fall_back_to_decoder(philips, tmp_path):
+    from workstation.core.cache import Cache
+    from workstation.core.pixels.volume import assemble_volume_from_headers
+
+    paths = []
+    for i, src in enumerate(philips[:4]):
+        ds = pydicom.dcmread(src)
+        if i % 2:
+            ds.compress(RLELossless)
+        dst = tmp_path / f"{i}.dcm"
+        ds.save_as(dst)
+        paths.append(dst)
+    with Cache(tmp_path / "home") as cache:
+        cache.import_paths(paths)
+        (series,) = cache.query("series")
+        headers = cache.volume_slices(series.SeriesInstanceUID)
+    assert [h.pixel_offset is None for h in sorted(headers, key=lambda h: h.plane.position[2])].count(True) == 2
+    np.testing.assert_array_equal(assemble_volume_from_headers(headers).array, assemble_volume(philips[:4]).array)
+
+
+def test_index_path_errors_and_progress(samples, philips, tmp_path):
+    from workstation.core.cache import Cache
+    from workstation.core.pixels.volume import assemble_volume_from_headers
+
+    ds = pydicom.dcmread(philips[0])
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
+    ds.SOPInstanceUID = generate_uid()
+    odd = tmp_path / "coronal.dcm"
+    ds.save_as(odd)
+    with Cache(tmp_path / "home") as cache:
+        cache.import_paths([*philips[:5], odd, samples / "dcm_qa_ct/In/Philips/S21570/S1000/I10"])
+        series = {s.SeriesNumber: s.SeriesInstanceUID for s in cache.query("series")}
+        headers = cache.volume_slices(series[202])
+    with pytest.raises(VolumeError, match="mixed orientations"):
+        assemble_volume_from_headers(headers)
+    seen = []
+    v = assemble_volume_from_headers(
+        [h for h in headers if h.path.stat().st_size and h.sop_uid != ds.SOPInstanceUID],
+        progress=lambda d, t, m: seen.append((d, t, m)),
+    )
+    assert v.array.shape[0] == 5 and seen[-1][:2] == (5, 5)
