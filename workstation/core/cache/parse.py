@@ -94,6 +94,8 @@ def _text(ds: Dataset, keyword: str) -> str:
     value = header_value(ds, keyword)
     if value is None:
         return ""
+    if type(value) is str:
+        return value.strip()
     if isinstance(value, (list, tuple, MultiValue)):
         return "\\".join(str(v) for v in value).strip()
     return str(value).strip()
@@ -125,6 +127,12 @@ def _guessed_syntax(ds: Dataset) -> str:
     if implicit:
         return ImplicitVRLittleEndian
     return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+@lru_cache(maxsize=64)
+def _syntax(ts: str) -> UID:
+    """Transfer syntax UIDs are few: make each UID object (and its validation) once."""
+    return UID(ts)
 
 
 @lru_cache(maxsize=64)
@@ -166,7 +174,7 @@ def _check_pixels(ds: Dataset, data: bytes, size: int, ts: str, deflated: bool) 
     length = getattr(raw, "length", None)
     value_tell = getattr(raw, "value_tell", None)
     undefined = length == 0xFFFFFFFF
-    uid = UID(ts)
+    uid = _syntax(ts)
     if undefined or uid.is_encapsulated:
         if not deflated and undefined and value_tell is not None:
             delim = _SEQ_DELIM_LE if uid.is_little_endian or not uid.is_valid else _SEQ_DELIM_BE
@@ -264,7 +272,7 @@ def _geometry(ds: Dataset, ts: str, deflated: bool) -> str | None:
     raw = ds._dict.get(_PIXEL_DATA)
     offset, length = None, 0
     if raw is not None and not deflated:
-        uid = UID(ts)
+        uid = _syntax(ts)
         tell, n = getattr(raw, "value_tell", None), getattr(raw, "length", None)
         if not uid.is_compressed and uid.is_little_endian and tell is not None and n not in (None, 0xFFFFFFFF):
             offset, length = tell, n
@@ -390,7 +398,7 @@ def _parse_head(head: bytes, size: int) -> Parsed | None:
         ts = _text(meta, "TransferSyntaxUID").rstrip("\x00 ")
         if not ts or ts == DeflatedExplicitVRLittleEndian:
             return None
-        uid = UID(ts)
+        uid = _syntax(ts)
         ds = read_dataset(fp, uid.is_implicit_VR, uid.is_little_endian, defer_size=_DEFER)
     except Exception:
         return None

@@ -255,7 +255,11 @@ def _stage_file(path: str, files_root: str, durable: bool = False, folders: set 
                 tmp = _write_temp(final, p.data, durable=durable)
             else:
                 tmp = _temp_name(final)
-                dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                try:
+                    dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileNotFoundError:
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
                 try:
                     copied = _kernel_copy(src, dst, p.size)
                     if durable:

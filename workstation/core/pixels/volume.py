@@ -96,8 +96,8 @@ def header_value(ds: Dataset, keyword: str):
     if isinstance(elem, RawDataElement) and elem.value is not None:
         raw = elem.value
         vr = elem.VR or _dictionary_vr(tag)
-        if (vr in _STRING_VRS or vr in _NUMBER_VRS) and not raw.translate(None, _PRINTABLE):
-            items = raw.decode("ascii").rstrip(" ").split("\\")
+        if (vr in _STRING_VRS or vr in _NUMBER_VRS) and not (raw := raw.rstrip(b" \x00")).translate(None, _PRINTABLE):
+            items = raw.decode("ascii").split("\\")
             kind = _NUMBER_VRS.get(vr)
             if kind is None:
                 return items[0] if len(items) == 1 else items
