@@ -38,10 +38,12 @@ def wait_for_image(qtbot, viewport):
 
 
 def test_import_lists_the_study_and_opens_its_series(qtbot, window, samples):
+    qtbot.waitUntil(window.browser.empty_hint.isVisible, timeout=5000)  # a new user is told how to start
     report = import_and_wait(qtbot, window, [samples / PHANTOM_AXIAL], open_first=True)
     assert report.imported == 140 and not report.rejected
     qtbot.waitUntil(lambda: window.browser.model.rowCount() == 1, timeout=10000)
     study = window.browser.model.studies[0]
+    assert not window.browser.empty_hint.isVisible()
     assert study.PatientID == "PLASTIC"
     assert study.NumberOfStudyRelatedInstances == 140
 

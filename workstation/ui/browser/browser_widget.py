@@ -67,6 +67,11 @@ class BrowserWidget(QWidget):
         self.date_box = QComboBox()
         self.date_box.addItems(DATE_CHOICES)
         self.count_label = QLabel()
+        self.empty_hint = QLabel("The local cache is empty. Use File > Import, or drop DICOM files, folders, "
+                                 "ZIP archives or a DICOMDIR on this window.")
+        self.empty_hint.setObjectName("empty_hint")
+        self.empty_hint.setStyleSheet("color: palette(mid); padding: 12px;")
+        self.empty_hint.hide()
 
         bar = QHBoxLayout()
         bar.addWidget(self.search_edit, 1)
@@ -109,6 +114,7 @@ class BrowserWidget(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.empty_hint)
         layout.addWidget(split, 1)
 
         self._debounce = QTimer(self, singleShot=True, interval=200)
@@ -142,7 +148,9 @@ class BrowserWidget(QWidget):
         selected = self.current_study()
         first_rows = self.model.rowCount() == 0
         self.model.set_studies(studies)
-        self.count_label.setText(f"{len(studies)} studies")
+        self.count_label.setText(f"{len(studies)} stud" + ("y" if len(studies) == 1 else "ies"))
+        unfiltered = self.query() == QueryFilter()
+        self.empty_hint.setVisible(unfiltered and not studies)
         if first_rows and studies:
             self._fit_columns()
         if selected is not None:
