@@ -176,3 +176,26 @@ def test_drop_imports_and_cancel_keeps_the_cache_consistent(qtbot, window, sampl
     assert studies["QMNx85rKkkg"].NumberOfStudyRelatedInstances == 28
     if "FRUIT" in studies:  # cancelled part-way: what landed is whole and indexed
         assert studies["FRUIT"].NumberOfStudyRelatedInstances == len(cache.instances(cache.series(studies["FRUIT"].StudyInstanceUID)[0].SeriesInstanceUID))
+
+
+def test_pin_and_delete_from_the_browser(qtbot, window, samples, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from workstation.ui.browser.study_table import COLUMNS
+
+    import_and_wait(qtbot, window, [samples / "tcia_covid19_ny_sbu"])
+    browser = window.browser
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 6, timeout=10000)
+    study = browser.model.studies[0]
+    browser.cache.pin_study(study.StudyInstanceUID, True)
+    qtbot.waitUntil(lambda: any(s.pinned for s in browser.model.studies), timeout=10000)
+    row = next(i for i, s in enumerate(browser.model.studies) if s.pinned)
+    kept = [key for _, key in COLUMNS].index("pinned")
+    assert browser.model.index(row, kept).data() == "pinned"
+    assert len(window.cache.cache.evict(0).evicted_studies) == 5
+    assert [s.StudyInstanceUID for s in window.cache.cache.studies()] == [study.StudyInstanceUID]
+
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    browser.confirm_delete(study)
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 0, timeout=10000)
+    assert window.cache.cache.studies() == []

@@ -17,6 +17,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
+    QMessageBox,
     QSplitter,
     QTableView,
     QTableWidget,
@@ -124,6 +126,8 @@ class BrowserWidget(QWidget):
         self.date_box.currentIndexChanged.connect(self.search)
         self.table.selectionModel().currentRowChanged.connect(self._on_study_selected)
         self.table.doubleClicked.connect(self._on_study_double_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_study_menu)
         self.series_table.cellDoubleClicked.connect(self._on_series_double_clicked)
         cache.changed.connect(self.search)
 
@@ -192,6 +196,30 @@ class BrowserWidget(QWidget):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, s.SeriesInstanceUID)
                 self.series_table.setItem(row, col, item)
+
+    def _show_study_menu(self, position) -> None:
+        index = self.table.indexAt(position)
+        study = index.data(STUDY_ROLE) if index.isValid() else None
+        if study is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.study_opened.emit(study.StudyInstanceUID))
+        menu.addAction("Unpin (allow eviction)" if study.pinned else "Pin (never evict)",
+                       lambda: self.cache.pin_study(study.StudyInstanceUID, not study.pinned))
+        menu.addSeparator()
+        menu.addAction("Delete from cache…", lambda: self.confirm_delete(study))
+        menu.popup(self.table.viewport().mapToGlobal(position))
+
+    def confirm_delete(self, study: Study) -> None:
+        name = study.PatientName.replace("^", " ").strip() or study.PatientID
+        answer = QMessageBox.question(
+            self, "Delete study",
+            f"Delete the study of {name} ({study.StudyDate or 'no date'}, "
+            f"{study.NumberOfStudyRelatedInstances} images) from the local cache?\n"
+            "Copies on PACS nodes are not affected.")
+        if answer == QMessageBox.StandardButton.Yes:
+            job = self.cache.delete_study(study.StudyInstanceUID)
+            job.failed.connect(self.status_changed)
 
     def _on_study_double_clicked(self, index) -> None:
         study = index.data(STUDY_ROLE)

@@ -19,6 +19,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("Referring physician", "ReferringPhysicianName"),
     ("Series", "NumberOfStudyRelatedSeries"),
     ("Images", "NumberOfStudyRelatedInstances"),
+    ("Kept", "pinned"),
 ]
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -34,6 +35,8 @@ def display_value(study: Study, key: str) -> str:
         return value.replace("^", " ").strip()
     if key == "ModalitiesInStudy":
         return "/".join(value)
+    if key == "pinned":
+        return "pinned" if value else ""
     return str(value)
 
 
