@@ -27,6 +27,9 @@ ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DCMPRSCP_BIN = shutil.which("dcmprscp") or "/usr/bin/dcmprscp"
 DCMPSTAT_CFG = Path("/etc/dcmtk/dcmpstat.cfg")
 
+WORKSTATION_AET = "WORKSTATION"
+"""The AE title the tests' workstation uses; Orthanc knows it (C-FIND needs that) at `workstation_port`."""
+
 # Sample folders loaded into the PACS: a multi-patient prior/current set, the phantom CT
 # (a 140-slice series, a localizer and a second study) and the tilted GE head.
 ORTHANC_PRELOAD = ["tcia_covid19_ny_sbu", "dcm_qa_ct"]
@@ -113,6 +116,7 @@ class OrthancPeer:
     port: int = 0
     http_port: int = 0
     modalities: list[Modality] = field(default_factory=list)
+    workstation_port: int = 0
     proc: subprocess.Popen | None = None
 
     @property
@@ -143,6 +147,9 @@ class OrthancPeer:
     def start(self) -> None:
         self.port = self.port or free_port()
         self.http_port = self.http_port or free_port()
+        self.workstation_port = self.workstation_port or free_port()
+        if not any(m.aet == WORKSTATION_AET for m in self.modalities):
+            self.modalities.append(Modality("workstation", WORKSTATION_AET, "127.0.0.1", self.workstation_port))
         (self.workdir / "storage").mkdir(parents=True, exist_ok=True)
         cfg = self.workdir / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=2))

@@ -1,0 +1,84 @@
+"""C-ECHO and C-FIND against the real Orthanc fixture, at study, series and image level."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.peers import WORKSTATION_AET, OrthancPeer, free_port
+from workstation.core.cache.query import QueryFilter
+from workstation.core.net.association import AssociationRejected, ConnectionFailed, NetworkError
+from workstation.core.net.echo import echo
+from workstation.core.net.find import FindOutcome, find
+from workstation.core.net.node import Node
+from workstation.core.tasks import CancelToken
+
+PHANTOM_STUDY_DATE = "20150206"
+
+
+@pytest.fixture
+def node(orthanc: OrthancPeer) -> Node:
+    return Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=10)
+
+
+def test_echo(node):
+    assert echo(node, WORKSTATION_AET) < 2.0
+
+
+def test_echo_to_an_unknown_called_ae_says_so(node):
+    wrong = Node("pacs", "NOT-ORTHANC", node.host, node.port, connect_timeout=3)
+    with pytest.raises(AssociationRejected, match="Called AE title not recognised"):
+        echo(wrong, WORKSTATION_AET)
+
+
+def test_closed_port_is_reported_at_once():
+    closed = Node("nowhere", "ANY", "127.0.0.1", free_port(), connect_timeout=3)
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed, match="refused the connection"):
+        echo(closed, WORKSTATION_AET)
+    assert time.monotonic() - started < 3
+
+
+def test_find_studies_with_wildcards_and_dates(node):
+    all_studies = list(find(node, WORKSTATION_AET, "study", QueryFilter()))
+    assert len(all_studies) == 9
+    tcia = list(find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="A0*")))
+    assert sorted(s.PatientID for s in tcia) == ["A002304", "A002304", "A067967", "A067967", "A098752", "A098752"]
+    assert all(s.ModalitiesInStudy == ("CT",) and s.NumberOfStudyRelatedSeries == 3 for s in tcia)
+    priors = list(find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="A0*", StudyDate="19000101-19001231")))
+    assert {s.StudyDate[:4] for s in priors} == {"1900"} and len(priors) == 4
+    phantom = list(find(node, WORKSTATION_AET, "study", QueryFilter(StudyDate=PHANTOM_STUDY_DATE, Modality="CT")))
+    assert {s.PatientID for s in phantom} == {"PLASTIC"}
+
+
+def test_find_series_and_images(node):
+    study = next(s for s in find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="PLASTIC"))
+                 if s.NumberOfStudyRelatedInstances == 141)
+    series = list(find(node, WORKSTATION_AET, "series", QueryFilter(StudyInstanceUID=study.StudyInstanceUID)))
+    assert sorted((s.SeriesNumber, s.NumberOfSeriesRelatedInstances) for s in series) == [(100, 1), (202, 140)]
+    axial = next(s for s in series if s.SeriesNumber == 202)
+    images = list(find(node, WORKSTATION_AET, "image", QueryFilter(StudyInstanceUID=study.StudyInstanceUID,
+                                                                    SeriesInstanceUID=axial.SeriesInstanceUID)))
+    assert len(images) == 140 and len({i.SOPInstanceUID for i in images}) == 140
+    assert all(i.Rows == 512 or i.Rows == 0 for i in images)
+
+
+def test_find_is_capped_and_cancelled(node):
+    outcome = FindOutcome()
+    capped = list(find(node, WORKSTATION_AET, "study", QueryFilter(), limit=3, outcome=outcome))
+    assert len(capped) == 3 and outcome.capped
+    token = CancelToken()
+    outcome = FindOutcome()
+    got = []
+    for study in find(node, WORKSTATION_AET, "study", QueryFilter(), cancel=token, outcome=outcome):
+        got.append(study)
+        token.cancel()
+    assert len(got) == 1 and outcome.cancelled
+    # The association is usable again right after: the PACS stopped the cancelled search.
+    assert len(list(find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="PLASTIC")))) == 2
+
+
+def test_series_search_needs_the_study(node):
+    with pytest.raises(NetworkError, match="study's UID"):
+        list(find(node, WORKSTATION_AET, "series", QueryFilter()))

@@ -1,0 +1,178 @@
+"""C-FIND at study, series and image level, Study Root or Patient Root, results as they arrive.
+
+`find` is a generator: the browser shows rows while the PACS is still sending. Cancelling the
+token, or reaching the result cap, sends C-CANCEL so the PACS stops searching too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+)
+
+from workstation.core.cache.query import QueryFilter
+from workstation.core.model import Instance, Series, Study
+from workstation.core.net.association import NetworkError, associate
+from workstation.core.net.node import Node
+from workstation.core.tasks import CancelToken
+
+LEVELS = {"study": "STUDY", "series": "SERIES", "image": "IMAGE", "instance": "IMAGE"}
+
+STUDY_KEYS = ["PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+              "StudyTime", "StudyDescription", "AccessionNumber", "ReferringPhysicianName", "StudyID",
+              "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"]
+SERIES_KEYS = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
+               "BodyPartExamined", "SeriesDate", "SeriesTime", "NumberOfSeriesRelatedInstances"]
+IMAGE_KEYS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "InstanceNumber",
+              "NumberOfFrames", "Rows", "Columns"]
+
+PENDING = (0xFF00, 0xFF01)
+
+
+@dataclass
+class FindOutcome:
+    """What the search ended with, beside the records: capped, cancelled, or a warning."""
+
+    count: int = 0
+    capped: bool = False
+    cancelled: bool = False
+    warning: str = ""
+
+
+def identifier(level: str, query: QueryFilter) -> Dataset:
+    """The C-FIND identifier: matching keys from the filter, empty return keys for the rest."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = LEVELS[level]
+    keys = {"study": STUDY_KEYS, "series": STUDY_KEYS[:2] + SERIES_KEYS, "image": IMAGE_KEYS}
+    for key in keys["image" if level == "instance" else level]:
+        setattr(ds, key, None)
+    matching = {
+        "PatientName": query.PatientName,
+        "PatientID": query.PatientID,
+        "AccessionNumber": query.AccessionNumber,
+        "StudyDate": query.StudyDate,
+        "StudyDescription": query.StudyDescription,
+        "StudyInstanceUID": query.StudyInstanceUID,
+        "SeriesInstanceUID": query.SeriesInstanceUID,
+        "ReferringPhysicianName": getattr(query, "ReferringPhysicianName", ""),
+    }
+    for key, value in matching.items():
+        if value and (key in ds or level == "study" or key in ("StudyInstanceUID", "SeriesInstanceUID")):
+            setattr(ds, key, value)
+    if query.Modality:
+        if level == "study":
+            ds.ModalitiesInStudy = query.Modality
+        elif level == "series":
+            ds.Modality = query.Modality
+    return ds
+
+
+def _text(ds: Dataset, key: str) -> str:
+    value = ds.get(key, "")
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Dataset, key: str) -> int | None:
+    try:
+        return int(ds.get(key)) if ds.get(key) not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def record(level: str, ds: Dataset) -> Study | Series | Instance:
+    if level == "study":
+        modalities = ds.get("ModalitiesInStudy", "")
+        if isinstance(modalities, str):
+            modalities = [m for m in modalities.split("\\") if m]
+        return Study(
+            StudyInstanceUID=_text(ds, "StudyInstanceUID"), PatientID=_text(ds, "PatientID"),
+            PatientName=_text(ds, "PatientName"), PatientBirthDate=_text(ds, "PatientBirthDate"),
+            PatientSex=_text(ds, "PatientSex"), StudyDate=_text(ds, "StudyDate"), StudyTime=_text(ds, "StudyTime"),
+            StudyDescription=_text(ds, "StudyDescription"), AccessionNumber=_text(ds, "AccessionNumber"),
+            ReferringPhysicianName=_text(ds, "ReferringPhysicianName"), StudyID=_text(ds, "StudyID"),
+            ModalitiesInStudy=tuple(str(m) for m in modalities if str(m)),
+            NumberOfStudyRelatedSeries=_int(ds, "NumberOfStudyRelatedSeries") or 0,
+            NumberOfStudyRelatedInstances=_int(ds, "NumberOfStudyRelatedInstances") or 0,
+        )
+    if level == "series":
+        return Series(
+            SeriesInstanceUID=_text(ds, "SeriesInstanceUID"), StudyInstanceUID=_text(ds, "StudyInstanceUID"),
+            Modality=_text(ds, "Modality"), SeriesNumber=_int(ds, "SeriesNumber"),
+            SeriesDescription=_text(ds, "SeriesDescription"), BodyPartExamined=_text(ds, "BodyPartExamined"),
+            SeriesDate=_text(ds, "SeriesDate"), SeriesTime=_text(ds, "SeriesTime"),
+            NumberOfSeriesRelatedInstances=_int(ds, "NumberOfSeriesRelatedInstances") or 0,
+        )
+    return Instance(
+        SOPInstanceUID=_text(ds, "SOPInstanceUID"), SeriesInstanceUID=_text(ds, "SeriesInstanceUID"),
+        StudyInstanceUID=_text(ds, "StudyInstanceUID"), SOPClassUID=_text(ds, "SOPClassUID"),
+        InstanceNumber=_int(ds, "InstanceNumber"), NumberOfFrames=_int(ds, "NumberOfFrames") or 1,
+        Rows=_int(ds, "Rows") or 0, Columns=_int(ds, "Columns") or 0,
+    )
+
+
+def find(
+    node: Node, own_aet: str, level: str, query: QueryFilter, limit: int = 10000,
+    cancel: CancelToken | None = None, outcome: FindOutcome | None = None,
+) -> Iterator[Study | Series | Instance]:
+    """Yield records as the node sends them; `outcome` (if given) says how the search ended."""
+    level = "image" if level == "instance" else level
+    if level not in LEVELS:
+        raise NetworkError(f"unknown query level {level!r}: use study, series or image")
+    if level in ("series", "image") and not query.StudyInstanceUID:
+        raise NetworkError(f"a {level}-level search needs the study's UID (--study-uid)")
+    if level == "image" and not query.SeriesInstanceUID:
+        raise NetworkError("an image-level search needs the series' UID (--series-uid)")
+    outcome = outcome if outcome is not None else FindOutcome()
+    model = (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
+             else StudyRootQueryRetrieveInformationModelFind)
+    ds = identifier(level, query)
+    with associate(node, own_aet, [model]) as assoc:
+        context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
+        responses = assoc.send_c_find(ds, model, msg_id=1)
+        answered = False
+        for status, found in responses:
+            if not status or "Status" not in status:
+                break
+            answered = True
+            code = status.Status
+            if code in PENDING:
+                if found is None:
+                    continue
+                if (cancel is not None and cancel.cancelled) or outcome.count >= limit:
+                    outcome.cancelled = cancel is not None and cancel.cancelled
+                    outcome.capped = not outcome.cancelled
+                    assoc.send_c_cancel(1, context_id)
+                    _drain(responses)
+                    return
+                outcome.count += 1
+                yield record(level, found)
+            elif code == 0x0000:
+                return
+            elif code == 0xFE00:
+                outcome.cancelled = True
+                return
+            else:
+                comment = _text(status, "ErrorComment")
+                raise NetworkError(f"node {node.name} ended the search with status 0x{code:04X}"
+                                   + (f": {comment}" if comment else ""))
+        if not answered:
+            raise NetworkError(
+                f"node {node.name} did not answer the search within {node.network_timeout:g} s; a PACS "
+                f"that does not know our AE title {own_aet!r} often stays silent: ask for it to be added "
+                "(not authorised by the PACS?)")
+
+
+def _drain(responses) -> None:
+    """Read the responses still in flight after C-CANCEL, up to the final one."""
+    for status, _found in responses:
+        if not status or "Status" not in status or status.Status not in PENDING:
+            return
