@@ -71,7 +71,7 @@ def _reachability(node: Node) -> str:
     except ConnectionRefusedError:
         return (f"{node.host}:{node.port} refused the connection: nothing listens on that port. "
                 f"Check the port of node {node.name} and that the PACS is running")
-    except socket.timeout:
+    except TimeoutError:
         return _timeout_text(node)
     except socket.gaierror:
         return f"the host name {node.host!r} of node {node.name} cannot be resolved"
