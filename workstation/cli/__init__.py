@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from workstation import __version__
+from workstation.cli import net_verbs
 from workstation.cli.output import EXIT_USAGE, CommandError, error
 
-VERBS = ("import", "list", "render", "verify", "evict", "pin", "delete")
+VERBS = ("import", "list", "render", "verify", "evict", "pin", "delete", *net_verbs.VERBS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("delete", help="delete a study from the cache")
     p.add_argument("study_uid", metavar="STUDY_UID")
+
+    net_verbs.add_parsers(sub, _add_filters)
     return parser
 
 
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quiet_library_warnings(args.debug)
     try:
+        if args.verb in net_verbs.VERBS:
+            return net_verbs.run(args)
         from workstation.cli import verbs
 
         return verbs.run(args)

@@ -1,0 +1,171 @@
+"""The network verbs: config, node, echo, find (retrieve, send and listen arrive with their services)."""
+
+from __future__ import annotations
+
+import argparse
+
+from workstation.cli.output import EXIT_OK, CommandError, print_json, print_table, warning
+from workstation.core.paths import home_folder
+
+VERBS = ("config", "node", "echo", "find")
+
+
+def add_parsers(sub, add_filters) -> None:
+    p = sub.add_parser("config", help="read or change a setting (ae-title, port, ...)")
+    config = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    s = config.add_parser("set", help="set KEY to VALUE")
+    s.add_argument("key")
+    s.add_argument("value")
+    g = config.add_parser("get", help="print KEY's value")
+    g.add_argument("key")
+
+    p = sub.add_parser("node", help="the remote DICOM nodes (PACS) this workstation talks to")
+    node = p.add_subparsers(dest="action", required=True, parser_class=type(p))
+    a = node.add_parser("add", help="add a node, or replace the one with that name")
+    a.add_argument("name")
+    a.add_argument("--aet", required=True, help="the node's AE title")
+    a.add_argument("--host", required=True)
+    a.add_argument("--port", required=True, type=int)
+    a.add_argument("--method", choices=("get", "move"), default="get", help="preferred retrieval (default: get)")
+    a.add_argument("--model", choices=("study", "patient"), default="study", help="query/retrieve root")
+    a.add_argument("--tls-ca", default="", metavar="FILE")
+    a.add_argument("--tls-cert", default="", metavar="FILE")
+    a.add_argument("--tls-key", default="", metavar="FILE")
+    a.add_argument("--connect-timeout", type=float, default=5.0, metavar="S")
+    a.add_argument("--timeout", type=float, default=30.0, metavar="S", help="network and DIMSE timeout")
+    ls = node.add_parser("list", help="list the nodes")
+    ls.add_argument("--json", action="store_true")
+    rm = node.add_parser("rm", help="remove a node")
+    rm.add_argument("name")
+    e = node.add_parser("echo", help="C-ECHO a node")
+    e.add_argument("name")
+
+    p = sub.add_parser("echo", help="C-ECHO a node: is it there and does it accept us?")
+    p.add_argument("name")
+
+    p = sub.add_parser("find", help="search a node (C-FIND)")
+    p.add_argument("name")
+    p.add_argument("--level", choices=("study", "series", "image"), default="study")
+    add_filters(p)
+    p.add_argument("--limit", type=int, default=None, help="stop after N results (default: the find-limit setting)")
+    p.add_argument("--json", action="store_true")
+
+
+def _home(args):
+    return home_folder(args.home)
+
+
+def _settings(args):
+    from workstation.core.settings import load_settings
+
+    return load_settings(_home(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from workstation.core.net.association import NetworkError
+    from workstation.core.net.node import NodeError
+
+    try:
+        if args.verb == "config":
+            return config(args)
+        if args.verb == "node":
+            return {"add": node_add, "list": node_list, "rm": node_rm, "echo": echo}[args.action](args)
+        if args.verb == "echo":
+            return echo(args)
+        if args.verb == "find":
+            return find(args)
+    except (NodeError, NetworkError) as exc:
+        raise CommandError(str(exc)) from None
+    raise CommandError(f"unknown verb {args.verb}")
+
+
+def config(args) -> int:
+    from workstation.core.settings import CONFIG_KEYS, save_settings
+
+    if args.key not in CONFIG_KEYS:
+        raise CommandError(f"unknown setting {args.key!r}; known: {', '.join(CONFIG_KEYS)}")
+    attribute, check = CONFIG_KEYS[args.key]
+    settings = _settings(args)
+    if args.action == "get":
+        value = getattr(settings, attribute)
+        print(" ".join(value) if isinstance(value, list) else ("" if value is None else value))
+        return EXIT_OK
+    try:
+        setattr(settings, attribute, check(args.value))
+    except ValueError as exc:
+        raise CommandError(f"{args.key}: {exc}") from None
+    save_settings(_home(args), settings)
+    return EXIT_OK
+
+
+def node_add(args) -> int:
+    from workstation.core.net.node import Node
+    from workstation.core.settings import save_settings
+
+    settings = _settings(args)
+    settings.with_node(Node(
+        name=args.name, aet=args.aet, host=args.host, port=args.port, method=args.method, model=args.model,
+        tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        connect_timeout=args.connect_timeout, network_timeout=args.timeout,
+    ))
+    save_settings(_home(args), settings)
+    return EXIT_OK
+
+
+def node_list(args) -> int:
+    nodes = [n.to_json() for n in _settings(args).nodes]
+    if args.json:
+        print_json(nodes)
+    else:
+        print_table(nodes, ["name", "aet", "host", "port", "method", "model"])
+    return EXIT_OK
+
+
+def node_rm(args) -> int:
+    from workstation.core.settings import save_settings
+
+    settings = _settings(args)
+    settings.without_node(args.name)
+    save_settings(_home(args), settings)
+    return EXIT_OK
+
+
+def echo(args) -> int:
+    from workstation.core.net.echo import echo as c_echo
+
+    settings = _settings(args)
+    seconds = c_echo(settings.node(args.name), settings.ae_title)
+    print(f"{args.name}: C-ECHO succeeded in {seconds * 1000:.0f} ms")
+    return EXIT_OK
+
+
+FIND_COLUMNS = {
+    "study": ["PatientName", "PatientID", "StudyDate", "ModalitiesInStudy", "StudyDescription",
+              "AccessionNumber", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID"],
+    "series": ["SeriesNumber", "Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances", "SeriesInstanceUID"],
+    "image": ["InstanceNumber", "SOPClassUID", "SOPInstanceUID"],
+}
+
+
+def find(args) -> int:
+    from workstation.cli.verbs import filter_from_args
+    from workstation.core.net.find import FindOutcome
+    from workstation.core.net.find import find as c_find
+
+    settings = _settings(args)
+    node = settings.node(args.name)
+    outcome = FindOutcome()
+    limit = args.limit or settings.find_limit
+    rows = []
+    for record in c_find(node, settings.ae_title, args.level, filter_from_args(args), limit=limit, outcome=outcome):
+        row = record.to_json()
+        for local in ("pinned", "size_bytes", "last_access", "path"):
+            row.pop(local, None)
+        rows.append(row)
+    if outcome.capped:
+        warning(f"stopped after {limit} results (C-CANCEL sent); narrow the search or raise --limit")
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, FIND_COLUMNS[args.level])
+    return EXIT_OK
