@@ -53,3 +53,75 @@ def test_unknown_called_ae_is_one_clear_error(tmp_path, orthanc):
     configure(home, orthanc, aet="WRONG")
     proc = ws("echo", "pacs", home=home, check_code=2)
     assert proc.stderr.startswith("error:") and "Called AE title not recognised" in proc.stderr
+
+
+def test_retrieve_by_get_then_again_only_what_is_missing(tmp_path, orthanc):
+    home = tmp_path / "h"
+    configure(home, orthanc)
+    study = next(s for s in json.loads(ws("find", "pacs", "--patient-id", "PLASTIC", "--json", home=home).stdout)
+                 if s["NumberOfStudyRelatedInstances"] == 141)
+    doc = json.loads(ws("retrieve", "pacs", "--study", study["StudyInstanceUID"], "--json", home=home).stdout)
+    assert set(doc) >= {"completed", "failed", "warning", "already_local", "bytes", "seconds"}
+    assert (doc["completed"], doc["failed"], doc["already_local"]) == (141, 0, 0) and doc["bytes"] > 0
+    again = json.loads(ws("retrieve", "pacs", "--study", study["StudyInstanceUID"], "--json", home=home).stdout)
+    assert (again["completed"], again["already_local"]) == (0, 141)
+    local = json.loads(ws("list", "--json", home=home).stdout)
+    assert [s["NumberOfStudyRelatedInstances"] for s in local] == [141]
+
+
+def test_retrieve_by_move_starts_the_storage_scp_for_the_duration(tmp_path, orthanc):
+    home = tmp_path / "h"
+    configure(home, orthanc)
+    study = json.loads(ws("find", "pacs", "--patient-id", "A067967", "--json", home=home).stdout)[0]
+    series = json.loads(ws("find", "pacs", "--level", "series", "--study-uid", study["StudyInstanceUID"], "--json",
+                           home=home).stdout)
+    doc = json.loads(ws("retrieve", "pacs", "--study", study["StudyInstanceUID"], "--series",
+                        series[0]["SeriesInstanceUID"], "--method", "move", "--json", home=home).stdout)
+    assert (doc["completed"], doc["failed"]) == (1, 0)
+    listed = json.loads(ws("list", "--level", "series", "--json", home=home).stdout)
+    assert [s["SeriesInstanceUID"] for s in listed] == [series[0]["SeriesInstanceUID"]]
+
+
+def test_send_then_find_on_the_node(tmp_path, fresh_orthanc, samples):
+    home = tmp_path / "h"
+    ws("import", str(samples / "dcm_qa_ct/In/GE"), home=home)
+    configure(home, fresh_orthanc)
+    uid = json.loads(ws("list", "--json", home=home).stdout)[0]["StudyInstanceUID"]
+    doc = json.loads(ws("send", "pacs", "--study", uid, "--json", home=home).stdout)
+    assert (doc["sent"], doc["failed"]) == (28, 0)
+    found = json.loads(ws("find", "pacs", "--study-uid", uid, "--json", home=home).stdout)
+    assert found[0]["NumberOfStudyRelatedInstances"] == 28
+
+
+def test_listen_receives_a_push_from_storescu(tmp_path, samples):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.peers import c_echo, free_port, wait_until
+
+    if shutil.which("storescu") is None:
+        import pytest
+
+        pytest.fail("storescu (dcmtk) is required")
+    home = tmp_path / "h"
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "workstation", "--home", str(home), "listen", "--port", str(port),
+                             "--host", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: c_echo("WORKSTATION", port), 20, "workstation listen", proc)
+        started = time.monotonic()
+        subprocess.run(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(port), "+sd",
+                        str(samples / "dcm_qa_ct/In/GE")], check=True, env=dict(os.environ, TCP_NODELAY="1"),
+                       capture_output=True)
+        assert time.monotonic() - started < 30
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert out.count("received ") == 28
+    assert json.loads(ws("list", "--json", home=home).stdout)[0]["NumberOfStudyRelatedInstances"] == 28
+    assert json.loads(ws("verify", "--json", home=home).stdout)["ok"] is True

@@ -1,13 +1,14 @@
-"""The network verbs: config, node, echo, find (retrieve, send and listen arrive with their services)."""
+"""The network verbs: config, node, echo, find, retrieve, send, listen."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from workstation.cli.output import EXIT_OK, CommandError, print_json, print_table, warning
+from workstation.cli.output import EXIT_OK, EXIT_PARTIAL, CommandError, print_json, print_table, warning
 from workstation.core.paths import home_folder
 
-VERBS = ("config", "node", "echo", "find")
+VERBS = ("config", "node", "echo", "find", "retrieve", "send", "listen")
 
 
 def add_parsers(sub, add_filters) -> None:
@@ -50,6 +51,25 @@ def add_parsers(sub, add_filters) -> None:
     p.add_argument("--limit", type=int, default=None, help="stop after N results (default: the find-limit setting)")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("retrieve", help="fetch a study (or series) from a node into the cache")
+    p.add_argument("name")
+    p.add_argument("--study", required=True, metavar="UID")
+    p.add_argument("--series", action="append", default=[], metavar="UID", help="only this series (repeatable)")
+    p.add_argument("--method", choices=("get", "move"), default=None, help="default: the node's method")
+    p.add_argument("--associations", type=int, default=None, metavar="N",
+                   help="parallel associations (default: the retrieve-associations setting)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("send", help="send a cached study (or series) to a node (C-STORE)")
+    p.add_argument("name")
+    p.add_argument("--study", required=True, metavar="UID")
+    p.add_argument("--series", action="append", default=[], metavar="UID")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("listen", help="run the Storage SCP: receive pushed studies into the cache until Ctrl-C")
+    p.add_argument("--port", type=int, default=None, help="default: the port setting")
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")
+
 
 def _home(args):
     return home_folder(args.home)
@@ -74,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
             return echo(args)
         if args.verb == "find":
             return find(args)
+        if args.verb == "retrieve":
+            return retrieve(args)
+        if args.verb == "send":
+            return send(args)
+        if args.verb == "listen":
+            return listen(args)
     except (NodeError, NetworkError) as exc:
         raise CommandError(str(exc)) from None
     raise CommandError(f"unknown verb {args.verb}")
@@ -168,4 +194,77 @@ def find(args) -> int:
         print_json(rows)
     else:
         print_table(rows, FIND_COLUMNS[args.level])
+    return EXIT_OK
+
+
+def _open_cache(args, settings):
+    from workstation.core.cache import Cache
+
+    return Cache(_home(args), quota_bytes=settings.cache_quota_bytes)
+
+
+def retrieve(args) -> int:
+    from workstation.cli.progress import TerminalProgress
+    from workstation.core.net.retrieve import retrieve as c_retrieve
+
+    settings = _settings(args)
+    node = settings.node(args.name)
+    with _open_cache(args, settings) as cache, TerminalProgress("retrieving") as bar:
+        report = c_retrieve(node, settings.ae_title, cache, args.study, series_uids=args.series or None,
+                            method=args.method, associations=args.associations or settings.retrieve_associations,
+                            own_port=settings.port, progress=bar)
+    doc = report.to_json()
+    for error in report.errors:
+        warning(error)
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"retrieved {report.completed} instances ({report.bytes / 1e6:.1f} MB) in {report.seconds:.2f} s; "
+              f"{report.already_local} already local, {report.failed} failed, {len(report.missing)} missing")
+    return EXIT_OK if not (report.missing or report.failed) else EXIT_PARTIAL
+
+
+def send(args) -> int:
+    from workstation.cli.progress import TerminalProgress
+    from workstation.core.net.send import send as c_send
+
+    settings = _settings(args)
+    node = settings.node(args.name)
+    with _open_cache(args, settings) as cache, TerminalProgress("sending") as bar:
+        report = c_send(node, settings.ae_title, cache, args.study, series_uids=args.series or None, progress=bar)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(f"sent {report.sent} instances in {report.seconds:.2f} s; {report.failed} failed")
+        for failure in report.failures:
+            warning(f"{failure['SOPInstanceUID']}: {failure['reason']}")
+    return EXIT_OK if not report.failed else EXIT_PARTIAL
+
+
+def listen(args) -> int:
+    import signal
+    import threading
+
+    from workstation.core.net.storage_scp import StorageServer
+
+    settings = _settings(args)
+    port = args.port or settings.port
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    with _open_cache(args, settings) as cache:
+        server = StorageServer(cache, settings.ae_title, port, host=args.host,
+                               allowed_calling_aets=settings.allowed_calling_aets)
+        try:
+            server.start()
+        except OSError as exc:
+            raise CommandError(str(exc)) from None
+        server.subscribe(lambda calling, sop, size: print(f"received {sop} from {calling}", flush=True))
+        print(f"listening as {settings.ae_title} on port {port}; Ctrl-C stops", file=sys.stderr, flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
     return EXIT_OK
