@@ -6,9 +6,12 @@ viewer never meets a file the cache accepted but cannot show: missing or unsafe 
 native pixel data shorter than its geometry needs, and compressed pixel data without an installed
 decoder.
 
-A file on disk is parsed from its first 64 KiB when its native Pixel Data is the last element and
-ends exactly at the end of the file (the common case); anything else is read whole and goes
-through the same checks as bytes received in memory, so the reasons given do not depend on the path.
+A file on disk whose native little-endian Pixel Data ends it exactly (the common case) is parsed
+only up to group 0028 from its first 64 KiB: the Pixel Data element header is then verified where
+the image geometry says it must sit, just before the end of the file, so the private groups between
+are never parsed. When that does not hold (or functional groups may follow) the whole header in the
+prefix is parsed; anything else is read whole and goes through the same checks as bytes received in
+memory, so the reasons given do not depend on the path.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -50,6 +55,12 @@ _PREFIX = 64 * 1024
 _SEQ_DELIM_LE = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _SEQ_DELIM_BE = b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
 _DEFER = 1024
+_LAST_HEADER_GROUP = 0x0028
+_NATIVE_LE = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+_FUNCTIONAL_GROUPS_LE = (b"\x00\x52\x29\x92", b"\x00\x52\x30\x92")
+"""(5200,9229) and (5200,9230) as stored: where enhanced objects keep the geometry of their frames."""
+_MAX_SKIPPED = 1 << 20
 
 
 @dataclass
@@ -162,6 +173,31 @@ def _sniff_dataset_start(data: bytes) -> bool:
     return le in (0x0002, 0x0008) or be in (0x0002, 0x0008)
 
 
+def _native_size(ds: Dataset) -> tuple[int, str]:
+    """Bytes native pixel data needs by the Image Pixel attributes, and the formula for a message."""
+    rows, cols, bits = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "BitsAllocated")
+    missing = [k for k, v in (("Rows", rows), ("Columns", cols), ("BitsAllocated", bits)) if v is None]
+    if missing:
+        raise CacheError(f"pixel data present but {', '.join(missing)} missing or not a number")
+    if _PIXEL_REPRESENTATION not in ds._dict:
+        raise CacheError("pixel data present but PixelRepresentation is missing")
+    samples = _int(ds, "SamplesPerPixel") or 1
+    frames = 1
+    if _NUMBER_OF_FRAMES in ds._dict:
+        frames = _int(ds, "NumberOfFrames")
+        if frames is None:
+            raise CacheError(f"NumberOfFrames {_text(ds, 'NumberOfFrames')!r} is not a number")
+        frames = max(frames, 1)
+    if bits == 1:
+        return (rows * cols * frames * samples + 7) // 8, f"{rows} x {cols} x {frames} frames x {samples} samples / 8"
+    per_sample = (bits + 7) // 8
+    if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422" and samples == 3:
+        formula = f"{rows} x {cols} x {frames} frames x 2 (YBR_FULL_422) x {per_sample} bytes"
+        return rows * cols * 2 * per_sample * frames, formula
+    formula = f"{rows} x {cols} x {frames} frames x {samples} samples x {per_sample} bytes"
+    return rows * cols * samples * per_sample * frames, formula
+
+
 def _check_pixels(ds: Dataset, data: bytes, size: int, ts: str, deflated: bool) -> None:
     """Reject pixel data the viewer could never display, without decoding it.
 
@@ -190,30 +226,7 @@ def _check_pixels(ds: Dataset, data: bytes, size: int, ts: str, deflated: bool) 
     available = length
     if not deflated and value_tell is not None:
         available = min(length, max(0, size - value_tell))
-    missing = [k for k in ("Rows", "Columns", "BitsAllocated") if _int(ds, k) is None]
-    if missing:
-        raise CacheError(f"pixel data present but {', '.join(missing)} missing or not a number")
-    if _PIXEL_REPRESENTATION not in ds._dict:
-        raise CacheError("pixel data present but PixelRepresentation is missing")
-    rows, cols, bits = _int(ds, "Rows"), _int(ds, "Columns"), _int(ds, "BitsAllocated")
-    samples = _int(ds, "SamplesPerPixel") or 1
-    frames = 1
-    if _NUMBER_OF_FRAMES in ds._dict:
-        frames = _int(ds, "NumberOfFrames")
-        if frames is None:
-            raise CacheError(f"NumberOfFrames {_text(ds, 'NumberOfFrames')!r} is not a number")
-        frames = max(frames, 1)
-    if bits == 1:
-        needed = (rows * cols * frames * samples + 7) // 8
-        formula = f"{rows} x {cols} x {frames} frames x {samples} samples / 8"
-    else:
-        per_sample = (bits + 7) // 8
-        if _text(ds, "PhotometricInterpretation") == "YBR_FULL_422" and samples == 3:
-            needed = rows * cols * 2 * per_sample * frames
-            formula = f"{rows} x {cols} x {frames} frames x 2 (YBR_FULL_422) x {per_sample} bytes"
-        else:
-            needed = rows * cols * samples * per_sample * frames
-            formula = f"{rows} x {cols} x {frames} frames x {samples} samples x {per_sample} bytes"
+    needed, formula = _native_size(ds)
     if available < needed:
         raise CacheError(f"pixel data is {available} bytes but Rows x Columns x ... needs {needed} ({formula})")
 
@@ -383,6 +396,68 @@ def _not_meta(tag, vr, length) -> bool:
     return tag.group != 2
 
 
+def _after_header_groups(tag, vr, length) -> bool:
+    return tag.group > _LAST_HEADER_GROUP
+
+
+def _pixel_element_at_end(fd: int, head: bytes, stop: int, size: int, length: int, implicit: bool):
+    """The Pixel Data element of `length` bytes ending the file, checked byte for byte, or None.
+
+    Everything from `stop` (where the partial parse ended) to that element is looked through for
+    the tags of functional groups: enhanced objects keep their frame geometry there, and the slice
+    record must then come from a full parse.
+    """
+    header = 8 if implicit else 12
+    start = size - length - header
+    if start < stop or start - stop > _MAX_SKIPPED:
+        return None
+    end = start + header
+    skipped = head[stop:end] if end <= len(head) else head[stop:] + os.pread(fd, end - len(head), len(head))
+    element = skipped[start - stop :]
+    if element[:4] != _PIXEL_TAG_LE:
+        return None
+    if implicit:
+        vr, found = None, element[4:8]
+    elif element[4:6] in (b"OB", b"OW") and element[6:8] == b"\x00\x00":
+        vr, found = element[4:6].decode(), element[8:12]
+    else:
+        return None
+    if int.from_bytes(found, "little") != length or any(tag in skipped for tag in _FUNCTIONAL_GROUPS_LE):
+        return None
+    return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, end, implicit, True)
+
+
+def _parse_to_pixel_module(fd: int, head: bytes, size: int) -> Parsed | None:
+    """The fast path: the data set up to group 0028, then native Pixel Data found at the end of the file.
+
+    The private groups after 0028 (often most of a CT header) are never parsed. None unless every
+    check passes here; the caller then parses more, so reasons always come from the full parse.
+    """
+    if head[128:132] != b"DICM":
+        return None
+    fp = io.BytesIO(head)
+    fp.seek(132)
+    try:
+        meta = read_dataset(fp, False, True, stop_when=_not_meta)
+        ts = _text(meta, "TransferSyntaxUID").rstrip("\x00 ")
+        if ts not in _NATIVE_LE:
+            return None
+        implicit = ts == ImplicitVRLittleEndian
+        ds = read_dataset(fp, implicit, True, defer_size=_DEFER, stop_when=_after_header_groups)
+        stop = fp.tell()
+        if stop + 8 > len(head) or int.from_bytes(head[stop : stop + 2], "little") <= _LAST_HEADER_GROUP:
+            return None
+        needed, _ = _native_size(ds)
+        pixels = _pixel_element_at_end(fd, head, stop, size, needed + (needed & 1), implicit)
+        if pixels is None:
+            return None
+        ds._dict[_PIXEL_DATA] = pixels
+        parsed, needs_meta = _checked(ds, meta, head, size, True)
+    except Exception:
+        return None
+    return None if needs_meta else parsed
+
+
 def _parse_head(head: bytes, size: int) -> Parsed | None:
     """The fast path for a file larger than `head`: None unless its native Pixel Data ends the file exactly.
 
@@ -423,7 +498,7 @@ def parse_fd(fd: int, size: int, label: str) -> Parsed:
     """
     head = os.pread(fd, min(size, _PREFIX), 0)
     if len(head) < size:
-        parsed = _parse_head(head, size)
+        parsed = _parse_to_pixel_module(fd, head, size) or _parse_head(head, size)
         if parsed is not None:
             parsed.source = label
             return parsed
