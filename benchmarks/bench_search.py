@@ -1,6 +1,6 @@
 """Study searches over a cache index of 100,000 instances: median times, target under 50 ms each.
 
-The index is synthesised through the cache's own row code (`Cache._add_row`, the function every
+The index is synthesised through the cache's own row code (`rows.add_row`, the function every
 ingest uses), 2,000 studies x 5 series x 10 instances, without writing DICOM files: this measures the
 index and its queries, not the file store. Each search runs many times; the median is printed.
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workstation.core.cache import Cache, QueryFilter  # noqa: E402
+from workstation.core.cache import Cache, QueryFilter, rows  # noqa: E402
+from workstation.core.cache.files import relative_path  # noqa: E402
 from workstation.core.cache.parse import Parsed  # noqa: E402
-from workstation.core.cache.store import relative_path  # noqa: E402
 
 FAMILY = ["SMITH", "JONES", "GARCIA", "MÜLLER", "DUPONT", "ROSSI", "TANAKA", "IVANOV", "NGUYEN", "KOWALSKI",
           "BROWN", "SILVA", "KIM", "OKAFOR", "JOHANSSON", "LEE", "MARTIN", "HASSAN", "COHEN", "SCHMIDT"]
@@ -56,7 +56,7 @@ def build(cache: Cache, n_studies: int, series_per_study: int, per_series: int, 
                     instance_attrs={"SOPClassUID": "1.2.840.10008.5.1.4.1.1.2", "InstanceNumber": i + 1, "NumberOfFrames": 1,
                                     "Rows": 512, "Columns": 512, "TransferSyntaxUID": "1.2.840.10008.1.2.1"},
                 )
-                cache._add_row(conn, p, relative_path(study, series, sop), time.time())
+                rows.add_row(conn, p, relative_path(study, series, sop), time.time())
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
 

@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workstation.core.cache import Cache, CacheError, QueryFilter
-from workstation.core.cache.store import relative_path
+from workstation.core.cache.files import relative_path
 
 CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 

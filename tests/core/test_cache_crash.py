@@ -21,12 +21,12 @@ CHILD = textwrap.dedent(
     import os, signal, sys, warnings
     warnings.simplefilter("ignore")
     from pathlib import Path
-    import workstation.core.cache.store as store
+    import workstation.core.cache.ingest as ingest
     from workstation.core.cache import Cache
 
     home, batch, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    store.BATCH_FILES = batch
-    store.BATCH_SECONDS = 3600.0
+    ingest.BATCH_FILES = batch
+    ingest.BATCH_SECONDS = 3600.0
     folders = sys.argv[4:]
 
     def progress(done, total, message):
