@@ -27,6 +27,7 @@ def build(home: Path):
     from workstation.services.cache_service import CacheService
     from workstation.services.frame_service import FrameService
     from workstation.services.jobs import JobRunner
+    from workstation.services.network_service import NetworkService
     from workstation.ui.main_window import MainWindow
 
     settings = load_settings(home)
@@ -34,12 +35,15 @@ def build(home: Path):
     runner = JobRunner()
     cache_service = CacheService(cache, runner)
     frames = FrameService()
-    window = MainWindow(cache_service, frames)
-    return window, (cache, runner, cache_service, frames)
+    network = NetworkService(home, cache, settings)
+    window = MainWindow(cache_service, frames, network)
+    network.start_server()  # its state (or a busy port, in words) reaches the status bar
+    return window, (cache, runner, cache_service, frames, network)
 
 
 def shutdown(services) -> None:
-    cache, runner, _cache_service, frames = services
+    cache, runner, _cache_service, frames, network = services
+    network.shutdown()
     runner.cancel_all()
     runner.wait(10000)
     frames.shutdown()

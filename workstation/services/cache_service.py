@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model.display_set import DisplaySet, display_set_for
+from workstation.core.pixels.image import ImageSource
+from workstation.core.pixels.render import render
 from workstation.services.jobs import Job, JobRunner
 
 
@@ -21,8 +25,18 @@ class CacheService(QObject):
         self.cache = cache
         self.runner = runner
 
-    def search(self, query: QueryFilter, limit: int | None = 5000) -> Job:
-        return self.runner.submit("search", lambda progress, cancel: self.cache.studies(query, limit=limit))
+    def search(self, query: QueryFilter, limit: int | None = 5000, referring: str = "") -> Job:
+        """Studies matching `query`; `referring` (a DICOM wildcard pattern, case-insensitive) filters
+        on the referring physician, which the cache index does not search itself."""
+
+        def work(progress, cancel):
+            if not referring:
+                return self.cache.studies(query, limit=limit)
+            pattern = referring.casefold()
+            return [s for s in self.cache.studies(query)
+                    if fnmatch.fnmatchcase(s.ReferringPhysicianName.casefold(), pattern)][:limit]
+
+        return self.runner.submit("search", work)
 
     def series(self, study_uid: str) -> Job:
         return self.runner.submit("list series", lambda progress, cancel: self.cache.series(study_uid))
@@ -58,3 +72,20 @@ class CacheService(QObject):
         job = self.runner.submit("pin study", lambda progress, cancel: self.cache.pin(study_uid, pinned))
         job.ended.connect(self.changed)
         return job
+
+    def thumbnail(self, series_uid: str, size: int = 96) -> Job:
+        """The middle image of a cached series rendered through the pixel pipeline, as a small
+        uint8 array (grey or RGB) no larger than about `size` pixels a side; the widget wraps it."""
+
+        def work(progress, cancel):
+            instances = self.cache.instances(series_uid)
+            if not instances:
+                raise LookupError(f"series {series_uid} has no images in the cache")
+            middle = instances[len(instances) // 2]
+            source = ImageSource.open(middle.path)
+            frame = max(1, source.number_of_frames) // 2
+            buffer = render(source, frame)
+            step = max(1, -(-max(buffer.shape[:2]) // size))
+            return np.ascontiguousarray(buffer[::step, ::step])
+
+        return self.runner.submit("thumbnail", work)

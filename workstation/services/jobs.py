@@ -1,7 +1,9 @@
 """Run a core job on the thread pool with progress, cancellation and an outcome as signals.
 
 A job function takes `(progress, cancel)` and returns a result. Its `Job` handle lives on the
-main thread; the worker only emits signals, so slots always run on the GUI thread.
+main thread; the worker only emits signals, so slots always run on the GUI thread. A streaming
+job (`submit(name, fn, streaming=True)`) takes `(progress, cancel, publish)` and may hand partial
+results to `publish(obj)` as it goes; they arrive, in order, as `job.partial(obj)` before the outcome.
 """
 
 from __future__ import annotations
@@ -18,21 +20,24 @@ from workstation.core.tasks import Cancelled, CancelToken, Progress
 log = logging.getLogger(__name__)
 
 JobFunction = Callable[[Progress, CancelToken], Any]
+StreamingJobFunction = Callable[[Progress, CancelToken, Callable[[Any], None]], Any]
 
 
 class Job(QObject):
     """A handle on one background job; keep a reference while it runs."""
 
     progressed = Signal(int, int, str)
+    partial = Signal(object)      # a streaming job's partial result (e.g. a batch of found records)
     succeeded = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
     ended = Signal()
 
-    def __init__(self, name: str, function: JobFunction) -> None:
+    def __init__(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> None:
         super().__init__()
         self.name = name
         self.function = function
+        self.streaming = streaming
         self.token = CancelToken()
         self.running = False
 
@@ -55,8 +60,14 @@ class _Runnable(QRunnable):
         def progress(done: int, total: int, message: str) -> None:
             bridge.relayed.emit(job, "progressed", (done, total, message))
 
+        def publish(item) -> None:
+            bridge.relayed.emit(job, "partial", item)
+
         try:
-            result = job.function(progress, job.token)
+            if job.streaming:
+                result = job.function(progress, job.token, publish)
+            else:
+                result = job.function(progress, job.token)
         except Cancelled:
             bridge.relayed.emit(job, "cancelled", None)
         except Exception as exc:  # every failure reaches the user as words, never a crash
@@ -86,8 +97,8 @@ class JobRunner(QObject):
         self._live: set[Job] = set()
         self.relayed.connect(self._relay)
 
-    def submit(self, name: str, function: JobFunction) -> Job:
-        job = Job(name, function)
+    def submit(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> Job:
+        job = Job(name, function, streaming)
         self._live.add(job)
         job.running = True
         self.pool.start(_Runnable(job, self))
@@ -96,6 +107,8 @@ class JobRunner(QObject):
     def _relay(self, job: Job, kind: str, payload) -> None:
         if kind == "progressed":
             job.progressed.emit(*payload)
+        elif kind == "partial":
+            job.partial.emit(payload)
         elif kind == "succeeded":
             job.succeeded.emit(payload)
         elif kind == "failed":

@@ -6,9 +6,10 @@ services on workers. Later issues add pages (remote nodes, MPR, print) the same 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -20,11 +21,16 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core.cache import ImportReport
+from workstation.core.model import Study
 from workstation.core.model.display_set import DisplaySet
+from workstation.core.net.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.jobs import Job
+from workstation.services.network_service import NetworkService, Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
+from workstation.ui.network.nodes_dialog import NodesDialog
+from workstation.ui.network.transfers_widget import TransfersWidget
 from workstation.ui.viewer.viewer_widget import ViewerWidget
 
 
@@ -41,12 +47,19 @@ def import_summary(report: ImportReport) -> str:
 
 class MainWindow(QMainWindow):
     display_set_shown = Signal(object)   # the DisplaySet now in the viewer
+    display_set_grown = Signal(object)   # the DisplaySet in the viewer, with more images than before
     import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
 
-    def __init__(self, cache: CacheService, frames: FrameService, parent: QWidget | None = None) -> None:
+    def __init__(self, cache: CacheService, frames: FrameService, network: NetworkService | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.cache = cache
         self.frames = frames
+        self.network = network
+        self._awaiting: tuple[str, str | None] | None = None   # (study, series or None) to open on arrival
+        self._awaiting_transfer: Transfer | None = None
+        self._grow_job: Job | None = None
+        self._grow_again = False
         self.import_job: Job | None = None
         self._open_job: Job | None = None
         self._open_first_after_import = False
@@ -55,7 +68,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.setAcceptDrops(True)
 
-        self.browser = BrowserWidget(cache)
+        self.browser = BrowserWidget(cache, network)
         self.viewer = ViewerWidget(frames)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.browser, "Studies")
@@ -72,6 +85,20 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_label, 1)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
+
+        self.transfers: TransfersWidget | None = None
+        if network is not None:
+            self.transfers = TransfersWidget(network)
+            self.transfers_dock = QDockWidget("Transfers", self)
+            self.transfers_dock.setObjectName("transfers_dock")
+            self.transfers_dock.setWidget(self.transfers)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
+            network.server_changed.connect(self.show_status)
+            network.instances_received.connect(
+                lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
+            network.instance_added.connect(self._on_instance_added)
+            network.transfer_added.connect(self._on_transfer_added)
+            self.browser.remote_open_requested.connect(self.open_remote)
 
         self._build_menus()
         self.browser.series_opened.connect(self.open_series)
@@ -97,12 +124,26 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        if self.network is not None:
+            tools = self.menuBar().addMenu("&Tools")
+            nodes = QAction("&Nodes and network…", self)
+            nodes.setMenuRole(QAction.MenuRole.PreferencesRole)
+            nodes.triggered.connect(self.edit_nodes)
+            tools.addAction(nodes)
         view_menu = self.menuBar().addMenu("&View")
         for i, name in enumerate(("&Studies", "&Viewer")):
             action = QAction(name, self)
             action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
             action.triggered.connect(lambda checked=False, i=i: self.tabs.setCurrentIndex(i))
             view_menu.addAction(action)
+        if self.network is not None:
+            view_menu.addAction(self.transfers_dock.toggleViewAction())
+
+    def edit_nodes(self) -> NodesDialog:
+        dialog = NodesDialog(self.network, self)
+        dialog.setModal(True)
+        dialog.show()
+        return dialog
 
     # --- importing ----------------------------------------------------------------------------
 
@@ -223,6 +264,78 @@ class MainWindow(QMainWindow):
         self.viewer.show_display_set(display_set)
         self.tabs.setCurrentWidget(self.viewer)
         self.display_set_shown.emit(display_set)
+
+    # --- remote studies -----------------------------------------------------------------------
+
+    def open_remote(self, node: Node, study: Study, series_uid: str | None = None) -> Transfer:
+        """Retrieve (what is missing of) a study or series and show it as soon as its first image arrives."""
+        uid = study.StudyInstanceUID
+        transfer = self.network.retrieve(node, uid, [series_uid] if series_uid else None,
+                                         description=study_description(study))
+        self._awaiting = (uid, series_uid)
+        self._awaiting_transfer = transfer
+        transfer.ended.connect(lambda: self._on_awaited_transfer_ended(transfer))
+        job = self.cache.series(uid)  # part of it may be local already: show that at once
+        job.succeeded.connect(lambda series: self._on_awaited_local_series(uid, series))
+        self.show_status(f"Retrieving {study_description(study)} from {node.name}; "
+                         "the images show as soon as they arrive.")
+        return transfer
+
+    def _on_awaited_local_series(self, study_uid: str, series) -> None:
+        if self._awaiting is None or self._awaiting[0] != study_uid:
+            return
+        wanted = self._awaiting[1]
+        local = [s for s in series if s.NumberOfSeriesRelatedInstances and (wanted is None or s.SeriesInstanceUID == wanted)]
+        if local:
+            self._awaiting = None
+            self.open_series(local[0].SeriesInstanceUID)
+
+    def _on_awaited_transfer_ended(self, transfer: Transfer) -> None:
+        if transfer is self._awaiting_transfer and self._awaiting is not None:
+            self._awaiting = None
+            self.show_status(f"Could not open the study: {transfer.error or transfer.status_text()}")
+
+    def _on_transfer_added(self, transfer: Transfer) -> None:
+        transfer.ended.connect(lambda: self._on_transfer_ended(transfer))
+
+    def _on_transfer_ended(self, transfer: Transfer) -> None:
+        verb = "Retrieval" if transfer.kind == "retrieve" else "Send"
+        outcome = {"done": "done", "cancelled": "cancelled", "failed": "failed"}.get(transfer.state, transfer.state)
+        self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {outcome}: {transfer.status_text()}")
+
+    def _on_instance_added(self, study_uid: str, series_uid: str) -> None:
+        if self._awaiting is not None and self._awaiting[0] == study_uid and self._awaiting[1] in (None, series_uid):
+            self._awaiting = None
+            self.open_series(series_uid)
+            return
+        shown = self.viewer.viewport.display_set
+        if shown is not None and shown.key == series_uid:
+            self._grow_viewer()
+
+    def _grow_viewer(self) -> None:
+        """Re-read the shown series from the cache (coalesced: one read at a time)."""
+        if self._grow_job is not None:
+            self._grow_again = True
+            return
+        shown = self.viewer.viewport.display_set
+        if shown is None:
+            return
+        job = self.cache.display_set(shown.key)
+        self._grow_job = job
+        job.succeeded.connect(self._on_grown)
+        job.ended.connect(self._on_grow_ended)
+
+    def _on_grown(self, display_set: DisplaySet) -> None:
+        shown = self.viewer.viewport.display_set
+        if shown is not None and shown.key == display_set.key and len(display_set) != len(shown):
+            self.viewer.grow_display_set(display_set)
+            self.display_set_grown.emit(display_set)
+
+    def _on_grow_ended(self) -> None:
+        self._grow_job = None
+        if self._grow_again:
+            self._grow_again = False
+            self._grow_viewer()
 
     def show_status(self, message: str) -> None:
         self.status_label.setText(message)

@@ -1,4 +1,8 @@
-"""The study table's model: a list of `Study` records shown as sortable columns."""
+"""The study table's model: a list of `Study` records shown as sortable columns.
+
+Rows can arrive in batches (a node's search streams in) and each row says where the study is
+(local, remote, both), as the network service computed it.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("Series", "NumberOfStudyRelatedSeries"),
     ("Images", "NumberOfStudyRelatedInstances"),
     ("Kept", "pinned"),
+    ("Where", "where"),
 ]
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -28,8 +33,11 @@ _ROOT = QModelIndex()
 
 
 def display_value(study: Study, key: str) -> str:
-    value = getattr(study, key)
-    if key in ("StudyDate", "PatientBirthDate"):
+    value = getattr(study, key)  # "where" is the model's, not the record's
+    if key == "StudyDate":
+        time = study.StudyTime
+        return format_date(value) + (f" {time[:2]}:{time[2:4]}" if len(time) >= 4 and time[:4].isdigit() else "")
+    if key == "PatientBirthDate":
         return format_date(value)
     if key in ("PatientName", "ReferringPhysicianName"):
         return value.replace("^", " ").strip()
@@ -44,11 +52,41 @@ class StudyTableModel(QAbstractTableModel):
     def __init__(self) -> None:
         super().__init__()
         self.studies: list[Study] = []
+        self.where: dict[str, str] = {}   # StudyInstanceUID -> "local", "remote", "both", ...
+        self._rows: dict[str, int] = {}
 
-    def set_studies(self, studies: list[Study]) -> None:
+    def set_studies(self, studies: list[Study], where: dict[str, str] | str = "local") -> None:
         self.beginResetModel()
         self.studies = list(studies)
+        self._rows = {s.StudyInstanceUID: i for i, s in enumerate(self.studies)}
+        self.where = dict(where) if isinstance(where, dict) else {uid: where for uid in self._rows}
         self.endResetModel()
+
+    def append_studies(self, studies: list[Study], where: dict[str, str]) -> None:
+        """Add a streamed batch; a study already listed is updated in place."""
+        new = [s for s in studies if s.StudyInstanceUID not in self._rows]
+        for s in studies:
+            if s.StudyInstanceUID in self._rows:
+                self.studies[self._rows[s.StudyInstanceUID]] = s
+        self.where.update(where)
+        if new:
+            first = len(self.studies)
+            self.beginInsertRows(_ROOT, first, first + len(new) - 1)
+            for i, s in enumerate(new):
+                self._rows[s.StudyInstanceUID] = first + i
+            self.studies.extend(new)
+            self.endInsertRows()
+
+    def row_of(self, study_uid: str) -> int | None:
+        return self._rows.get(study_uid)
+
+    def set_where(self, study_uid: str, text: str) -> None:
+        row = self._rows.get(study_uid)
+        if row is None or self.where.get(study_uid) == text:
+            return
+        self.where[study_uid] = text
+        index = self.index(row, len(COLUMNS) - 1)
+        self.dataChanged.emit(index, index)
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _ROOT) -> int:
         return 0 if parent.isValid() else len(self.studies)
@@ -61,6 +99,10 @@ class StudyTableModel(QAbstractTableModel):
             return None
         study = self.studies[index.row()]
         key = COLUMNS[index.column()][1]
+        if key == "where":
+            if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+                return self.where.get(study.StudyInstanceUID, "")
+            return study if role == STUDY_ROLE else None
         if role == Qt.ItemDataRole.DisplayRole:
             return display_value(study, key)
         if role == SORT_ROLE:

@@ -50,11 +50,23 @@ class ViewerWidget(QWidget):
         self.scroll.setValue(0)
         self.scroll.blockSignals(False)
         self.preset_box.setCurrentIndex(0)
+        self._set_title(display_set)
+        self.viewport.show_display_set(display_set)
+        self.viewport.setFocus()
+
+    def grow_display_set(self, display_set: DisplaySet) -> None:
+        """More instances of the series shown arrived: the stack grows, the frame shown stays."""
+        self.viewport.grow_display_set(display_set)
+        self.scroll.blockSignals(True)
+        self.scroll.setRange(0, max(0, len(display_set) - 1))
+        self.scroll.setValue(self.viewport.index)
+        self.scroll.blockSignals(False)
+        self._set_title(display_set)
+
+    def _set_title(self, display_set: DisplaySet) -> None:
         series = display_set.series
         count = f"{len(display_set)} image" + ("" if len(display_set) == 1 else "s")
         self.title.setText("  ".join(t for t in (series.Modality, series.SeriesDescription, f"({count})") if t))
-        self.viewport.show_display_set(display_set)
-        self.viewport.setFocus()
 
     def _on_frame_changed(self, index: int) -> None:
         if self.scroll.value() != index:

@@ -66,6 +66,23 @@ class ViewportWidget(QWidget):
         self.error = "" if len(display_set) else "this series has no images"
         self.set_index(index)
 
+    def grow_display_set(self, display_set: DisplaySet) -> None:
+        """The same series with more frames (instances still arriving): stay on the frame shown."""
+        old = self.display_set
+        current = old.frames[self.index] if old is not None and 0 <= self.index < len(old) else None
+        self.display_set = display_set
+        if not len(display_set):
+            return
+        index = display_set.frames.index(current) if current in display_set.frames else min(self.index, len(display_set) - 1)
+        if current is None or self.image is None and not self.error:
+            self.set_index(index)
+            return
+        if self.shown_index == self.index:
+            self.shown_index = index
+        self.index = index
+        self.frame_changed.emit(index)
+        self.update()
+
     def set_index(self, index: int) -> None:
         if not self.display_set or not len(self.display_set):
             self.update()

@@ -1,0 +1,1 @@
+"""Widgets over the network service: the transfers panel and the nodes dialog."""
