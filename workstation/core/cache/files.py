@@ -99,6 +99,12 @@ def kernel_copy(src: int, dst: int, size: int) -> int:
     return done
 
 
+def stage_files(paths: list[str], files_root: str) -> list[Parsed | Rejection]:
+    """`stage_file` for a batch, as one task of a worker process."""
+    folders: set = set()
+    return [stage_file(path, files_root, folders=folders) for path in paths]
+
+
 def stage_file(path: str, files_root: str, durable: bool = False, folders: set | None = None) -> Parsed | Rejection:
     """Bulk-import step for one file: check its header and stage a temporary copy in its final folder.
 

@@ -258,6 +258,9 @@ class Ingest(CacheCore):
 
         files_root = str(self.files)
         folders: set[Path] = set()
+        if len(entries) >= PROCESS_MIN_FILES and all(e.path for e in entries) and _fork_is_safe():
+            yield from _prepared_in_processes(entries, files_root)
+            return
         workers = max(1, min(4, os.cpu_count() or 1))
         window = max(window, workers * 4)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cache-import") as threads:
@@ -278,5 +281,60 @@ class Ingest(CacheCore):
                     if not f.cancelled():
                         with contextlib.suppress(Exception):
                             result = f.result()
+                            if isinstance(result, Parsed) and result.staged:
+                                os.unlink(result.staged)
+
+
+PROCESS_MIN_FILES = 64
+"""From this many plain files on, headers are parsed in worker processes: pydicom's parse is pure
+Python and holds the GIL, so threads give no speed-up (measured: 137 ms for 172 CT files with 1 or
+4 threads); forked processes use every core."""
+PROCESS_BATCH = 8
+
+
+def _fork_is_safe() -> bool:
+    """Forking is safe only from a single-threaded process (the CLI); the GUI imports on a worker
+    thread with Qt's threads around, and keeps to threads. Linux only: workers must die with us."""
+    import sys
+    import threading
+
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a kill -9 of the importing process must not leave workers staging files."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the call took effect
+        os._exit(1)
+
+
+def _prepared_in_processes(entries: list[Entry], files_root: str):
+    """Yield (entry, Parsed | Rejection) in order, staging batches of files in forked processes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = max(2, os.cpu_count() or 2)
+    batches = [entries[i:i + PROCESS_BATCH] for i in range(0, len(entries), PROCESS_BATCH)]
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        futures = collections.deque(
+            (batch, pool.submit(files.stage_files, [e.path for e in batch], files_root)) for batch in batches
+        )
+        try:
+            while futures:
+                batch, future = futures.popleft()
+                yield from zip(batch, future.result(), strict=True)
+        finally:
+            for _, future in futures:
+                future.cancel()
+            for _, future in futures:
+                if not future.cancelled():
+                    with contextlib.suppress(Exception):
+                        for result in future.result():
                             if isinstance(result, Parsed) and result.staged:
                                 os.unlink(result.staged)
