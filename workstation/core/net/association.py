@@ -17,6 +17,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 
 from workstation.core.net.node import Node
+from workstation.core.net.transport import with_tuning
 
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
@@ -111,7 +112,7 @@ def associate(
     tls = tls_context(node)
     started = time.monotonic()
     assoc = ae.associate(
-        node.host, node.port, ae_title=node.aet, ext_neg=ext_neg, evt_handlers=evt_handlers,
+        node.host, node.port, ae_title=node.aet, ext_neg=ext_neg, evt_handlers=with_tuning(evt_handlers),
         tls_args=(tls, node.host) if tls is not None else None,
     )
     if assoc.is_rejected:
