@@ -2,13 +2,20 @@
 
 Handlers run on pynetdicom's association threads; they write the received bytes through the
 cache's one ingest (no decode and re-encode) and return a status, nothing else. Listeners
-(`on_stored`) hear of each instance so a retrieval or the GUI can count them.
+(`on_stored`) hear of each instance once it is committed, so a retrieval or the GUI can count them.
+
+A pushed instance is committed before we answer Success: the sender may delete its copy. An
+instance sent as a C-MOVE sub-operation (it names a move originator) is answered at once and committed by an
+`IngestQueue` thread: the PACS keeps its copy, and it sends the next instance only after our
+answer, so writing (fsync included) no longer adds to every round trip.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -16,6 +23,7 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.core.cache import Cache, CacheError
+from workstation.core.net.transport import with_tuning
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +35,72 @@ StoredCallback = Callable[[str, str, int], None]
 
 
 def store_event(cache: Cache, event) -> tuple[int, str, int]:
-    """Ingest one C-STORE request's bytes as received; (status, SOP Instance UID, size). Shared with C-GET."""
-    data = event.encoded_dataset(include_meta=True)
+    """Ingest one C-STORE request's bytes as received, now; (status, SOP Instance UID, size)."""
+    status, size = ingest(cache, encoded(event), f"C-STORE from {event.assoc.requestor.ae_title}")
+    return status, (str(event.request.AffectedSOPInstanceUID) if status == 0x0000 else ""), size
+
+
+def encoded(event) -> bytes:
+    """The received instance as a Part-10 file: our file meta in front of the bytes as received."""
+    return event.encoded_dataset(include_meta=True)
+
+
+def ingest(cache: Cache, data: bytes, source: str) -> tuple[int, int]:
+    """(status, size) of storing one received file; the status is the C-STORE answer it deserves."""
     try:
-        cache.ingest_bytes(data, source=f"C-STORE from {event.assoc.requestor.ae_title}")
+        cache.ingest_bytes(data, source=source)
     except CacheError as exc:
-        log.warning("refused an instance from %s: %s", event.assoc.requestor.ae_title, exc)
-        return STATUS_CANNOT_UNDERSTAND, "", 0
+        log.warning("refused an instance from %s: %s", source, exc)
+        return STATUS_CANNOT_UNDERSTAND, 0
     except OSError as exc:
         log.error("cannot store an instance: %s", exc)
-        return STATUS_OUT_OF_RESOURCES, "", 0
-    return 0x0000, str(event.request.AffectedSOPInstanceUID), len(data)
+        return STATUS_OUT_OF_RESOURCES, 0
+    return 0x0000, len(data)
+
+
+Committed = Callable[[str, str, int, int, float], None]
+"""committed(source, sop_uid, status, size, arrived): called on the writer thread after each ingest."""
+
+
+class IngestQueue:
+    """Commits received instances in arrival order on one thread, off the network threads.
+
+    `put` returns at once; `join` waits until everything put so far is committed (or refused).
+    After a write fails for lack of space or permissions, `failing` is set so that handlers can
+    answer Out of Resources instead of accepting more.
+    """
+
+    def __init__(self, cache: Cache, committed: Committed) -> None:
+        self.cache = cache
+        self.committed = committed
+        self.failing = False
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._thread.start()
+
+    def put(self, data: bytes, sop: str, source: str, arrived: float) -> None:
+        self._queue.put((data, sop, source, arrived))
+
+    def join(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            data, sop, source, arrived = item
+            try:
+                status, size = ingest(self.cache, data, source)
+                if status == STATUS_OUT_OF_RESOURCES:
+                    self.failing = True
+                self.committed(source, sop, status, size, arrived)
+            except Exception:  # a listener's bug must not stop the commits behind it
+                log.exception("committing a received instance failed")
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
 
 
 class StorageServer:
@@ -52,27 +115,47 @@ class StorageServer:
         self.allowed = {a.strip() for a in (allowed_calling_aets or []) if a.strip()}
         self.received = 0
         self._lock = threading.Lock()
-        self._listeners: list[StoredCallback] = []
+        self._listeners: list[tuple[Callable, bool]] = []
         self._server: ThreadedAssociationServer | None = None
+        self._writer: IngestQueue | None = None
 
-    def subscribe(self, callback: StoredCallback) -> None:
+    def subscribe(self, callback: StoredCallback, arrival: bool = False) -> None:
+        """Hear of each committed instance; with `arrival`, also when it arrived (monotonic seconds)."""
         with self._lock:
-            self._listeners.append(callback)
+            self._listeners.append((callback, arrival))
 
     def unsubscribe(self, callback: StoredCallback) -> None:
         with self._lock:
-            if callback in self._listeners:
-                self._listeners.remove(callback)
+            self._listeners = [entry for entry in self._listeners if entry[0] != callback]
+
+    def drain(self) -> None:
+        """Wait until every instance received so far is committed (a retrieval calls this after its C-MOVE)."""
+        if self._writer is not None:
+            self._writer.join()
+
+    def _notify(self, calling: str, sop: str, status: int, size: int, arrived: float) -> None:
+        if status != 0x0000:
+            return
+        with self._lock:
+            self.received += 1
+            listeners = list(self._listeners)
+        for listener, arrival in listeners:
+            if arrival:
+                listener(calling, sop, size, arrived)
+            else:
+                listener(calling, sop, size)
 
     def _on_store(self, event) -> int:
+        arrived = time.monotonic()
+        calling = event.assoc.requestor.ae_title.strip()
+        writer = self._writer
+        if event.request.MoveOriginatorApplicationEntityTitle and writer is not None:
+            if writer.failing:
+                return STATUS_OUT_OF_RESOURCES
+            writer.put(encoded(event), str(event.request.AffectedSOPInstanceUID), calling, arrived)
+            return 0x0000
         status, sop, size = store_event(self.cache, event)
-        if status == 0x0000:
-            with self._lock:
-                self.received += 1
-                listeners = list(self._listeners)
-            calling = event.assoc.requestor.ae_title.strip()
-            for listener in listeners:
-                listener(calling, sop, size)
+        self._notify(calling, sop, status, size, arrived)
         return status
 
     def start(self) -> None:
@@ -83,10 +166,13 @@ class StorageServer:
         ae.add_supported_context(Verification)
         if self.allowed:  # others are rejected at association time: "calling AE title not recognised"
             ae.require_calling_aet = sorted(self.allowed)
+        self._writer = IngestQueue(self.cache, self._notify)
         try:
             self._server = ae.start_server((self.host, self.port), block=False,
-                                           evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
+                                           evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]))
         except OSError as exc:
+            self._writer.close()
+            self._writer = None
             raise OSError(f"cannot listen on port {self.port}: {exc.strerror or exc} (is another "
                           "workstation or storescp using it? change it with 'workstation config set port N')") from None
 
@@ -94,6 +180,9 @@ class StorageServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     def __enter__(self) -> StorageServer:
         self.start()
