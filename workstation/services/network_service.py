@@ -125,6 +125,7 @@ class Transfer(QObject):
         if not self.finished or self.state == DONE and not self.missing():
             return None
         self.retried_by = self.service._retry(self)
+        self.changed.emit()
         return self.retried_by
 
     def missing(self) -> int:

@@ -281,7 +281,15 @@ class MainWindow(QMainWindow):
                          "the images show as soon as they arrive.")
         return transfer
 
-    def _on_awaited_local_series(self, study_uid: str, series) -> None:
+    def _on_awaited_transfer_ended(self, transfer: Transfer) -> None:
+        """The retrieval ended before an arrival was announced (they are coalesced): open what is local."""
+        if transfer is not self._awaiting_transfer or self._awaiting is None:
+            return
+        uid = self._awaiting[0]
+        job = self.cache.series(uid)
+        job.succeeded.connect(lambda series: self._on_awaited_local_series(uid, series, transfer))
+
+    def _on_awaited_local_series(self, study_uid: str, series, ended: Transfer | None = None) -> None:
         if self._awaiting is None or self._awaiting[0] != study_uid:
             return
         wanted = self._awaiting[1]
@@ -289,11 +297,9 @@ class MainWindow(QMainWindow):
         if local:
             self._awaiting = None
             self.open_series(local[0].SeriesInstanceUID)
-
-    def _on_awaited_transfer_ended(self, transfer: Transfer) -> None:
-        if transfer is self._awaiting_transfer and self._awaiting is not None:
+        elif ended is not None:
             self._awaiting = None
-            self.show_status(f"Could not open the study: {transfer.error or transfer.status_text()}")
+            self.show_status(f"Could not open the study: {ended.error or ended.status_text()}")
 
     def _on_transfer_added(self, transfer: Transfer) -> None:
         transfer.ended.connect(lambda: self._on_transfer_ended(transfer))
