@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
             self.transfers_dock.setObjectName("transfers_dock")
             self.transfers_dock.setWidget(self.transfers)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
+            self.resizeDocks([self.transfers_dock], [150], Qt.Orientation.Vertical)
             network.server_changed.connect(self.show_status)
             network.instances_received.connect(
                 lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))

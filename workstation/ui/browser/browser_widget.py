@@ -174,6 +174,8 @@ class BrowserWidget(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        # "Where" is the model's last column (indexes stay stable) but is shown first, never scrolled away.
+        self.table.horizontalHeader().moveSection(self.model.columnCount() - 1, 0)
 
         self.series_table = QTableWidget(0, 6)
         self.series_table.setHorizontalHeaderLabels(["", "#", "Modality", "Description", "Images", "Where"])
@@ -432,6 +434,7 @@ class BrowserWidget(QWidget):
         self.table.resizeColumnsToContents()
         for column in range(self.model.columnCount()):
             header.resizeSection(column, max(60, min(header.sectionSize(column) + 12, 320)))
+        header.resizeSection(self.model.columnCount() - 1, max(140, header.sectionSize(self.model.columnCount() - 1)))
 
     # --- arrivals: where it is, and the local list, follow the cache -------------------------
 
@@ -526,7 +529,8 @@ class BrowserWidget(QWidget):
                 thumb.setText("…")
                 self._request_thumbnail(s.SeriesInstanceUID)
             else:
-                thumb.setText("remote")
+                thumb.setText("—")
+                thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
                 thumb.setToolTip("Not in the cache yet: retrieve the series to see it")
 
     def _request_thumbnail(self, series_uid: str) -> None:
