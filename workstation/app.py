@@ -44,8 +44,7 @@ def build(home: Path):
 def shutdown(services) -> None:
     cache, runner, _cache_service, frames, network = services
     network.shutdown()
-    runner.cancel_all()
-    runner.wait(10000)
+    runner.close()
     frames.shutdown()
     cache.close()
 

@@ -95,12 +95,18 @@ class JobRunner(QObject):
         if max_threads:
             self.pool.setMaxThreadCount(max_threads)
         self._live: set[Job] = set()
+        self._closed = False
         self.relayed.connect(self._relay)
 
     def submit(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> Job:
         job = Job(name, function, streaming)
         self._live.add(job)
         job.running = True
+        if self._closed:  # the application is closing: answer "cancelled" instead of running it
+            job.token.cancel()
+            self.relayed.emit(job, "cancelled", None)
+            self.relayed.emit(job, "ended", None)
+            return job
         self.pool.start(_Runnable(job, self))
         return job
 
@@ -123,6 +129,12 @@ class JobRunner(QObject):
     def cancel_all(self) -> None:
         for job in list(self._live):
             job.cancel()
+
+    def close(self, msecs: int = 10000) -> bool:
+        """Cancel what runs, wait for it, and run nothing submitted from now on."""
+        self._closed = True
+        self.cancel_all()
+        return self.wait(msecs)
 
     def wait(self, msecs: int = 30000) -> bool:
         return self.pool.waitForDone(msecs)

@@ -312,8 +312,7 @@ class NetworkService(QObject):
     def shutdown(self, msecs: int = 10000) -> None:
         with self._lock:
             self._closed = True
-        self.runner.cancel_all()
-        self.runner.wait(msecs)
+        self.runner.close(msecs)
         with self._server_lock:
             if self.server is not None:
                 self.server.stop()
