@@ -10,8 +10,6 @@ deletes the selected study; the work itself happens in the services.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from PySide6.QtCore import QDate, QSize, QSortFilterProxyModel, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
@@ -45,24 +43,9 @@ from workstation.ui.browser.study_table import SORT_ROLE, STUDY_ROLE, StudyTable
 from workstation.ui.viewer.viewport import qimage_from
 
 MODALITIES = ["", "CT", "MR", "CR", "DX", "MG", "US", "XA", "RF", "NM", "PT", "OT", "SC", "SEG"]
-DATE_CHOICES = ["Any date", "Today", "Yesterday", "Last 7 days", "Last 30 days", "Last year"]
 LOCAL = "Local cache"
 NO_DATE = QDate(1900, 1, 1)
 THUMB = 64
-
-
-def date_range(choice: str, today: dt.date | None = None) -> str:
-    """The DICOM date range for a quick-date choice."""
-    today = today or dt.date.today()
-    fmt = "%Y%m%d"
-    if choice == "Today":
-        return today.strftime(fmt)
-    if choice == "Yesterday":
-        return (today - dt.timedelta(days=1)).strftime(fmt)
-    days = {"Last 7 days": 6, "Last 30 days": 29, "Last year": 365}.get(choice)
-    if days is None:
-        return ""
-    return f"{(today - dt.timedelta(days=days)).strftime(fmt)}-{today.strftime(fmt)}"
 
 
 def wildcard(value: str, prefix_only: bool = False) -> str:
@@ -90,7 +73,6 @@ class BrowserWidget(QWidget):
         self._thumbs: dict[str, QPixmap] = {}
         self._thumb_jobs: dict[str, Job] = {}
         self._dirty_studies: set[str] = set()
-        self._searched_node: Node | None = None
 
         # --- search panel ---------------------------------------------------------------------
         self.source_box = QComboBox()
@@ -357,7 +339,6 @@ class BrowserWidget(QWidget):
         self.model.set_studies([])
         self.series_table.setRowCount(0)
         self.empty_hint.hide()
-        self._searched_node = node
         job = self.network.find(node, "study", query, referring=self.referring())
         self._search_job = job
         self.count_label.setText(f"Searching {node.name}…")
