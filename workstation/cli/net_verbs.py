@@ -220,8 +220,8 @@ def retrieve(args) -> int:
         print_json(doc)
     else:
         print(f"retrieved {report.completed} instances ({report.bytes / 1e6:.1f} MB) in {report.seconds:.2f} s; "
-              f"{report.already_local} already local, {report.failed} failed, {len(report.missing)} missing")
-    return EXIT_OK if not (report.missing or report.failed) else EXIT_PARTIAL
+              f"{report.already_local} already local, {report.failed} failed, {report.missing_count} missing")
+    return EXIT_OK if not (report.missing_count or report.failed) else EXIT_PARTIAL
 
 
 def send(args) -> int:

@@ -130,7 +130,7 @@ class Transfer(QObject):
 
     def missing(self) -> int:
         if isinstance(self.report, RetrieveReport):
-            return len(self.report.missing)
+            return self.report.missing_count
         if isinstance(self.report, SendReport):
             return self.report.failed
         return self.total - self.done if self.total else 0
@@ -180,11 +180,11 @@ class Transfer(QObject):
         self.report = report
         if isinstance(report, RetrieveReport):
             self.bytes = report.bytes or self.bytes
-            self.total = max(self.total, report.completed + len(report.missing))
+            self.total = max(self.total, report.completed + report.missing_count)
             self.done = report.completed
             problems = list(report.errors)
-            if report.missing and not problems:
-                problems.append(f"{len(report.missing)} images did not arrive")
+            if report.missing_count and not problems:
+                problems.append(f"{report.missing_count} images did not arrive")
             if report.failed:
                 problems.append(f"{report.failed} failed sub-operations")
         else:

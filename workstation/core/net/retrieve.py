@@ -75,12 +75,18 @@ class RetrieveReport:
     first_commit_latency: float | None = None
     """Seconds from the first instance's arrival (C-STORE handler entry) to its commit in the cache."""
     missing: list[str] = field(default_factory=list)
+    unlisted_missing: int = 0
+    """Instances known (from the node's counts) not to have arrived, which could not be listed by UID."""
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def missing_count(self) -> int:
+        return len(self.missing) + self.unlisted_missing
 
     def to_json(self) -> dict:
         return {"completed": self.completed, "failed": self.failed, "warning": self.warning,
                 "already_local": self.already_local, "bytes": self.bytes, "seconds": round(self.seconds, 4),
-                "missing": len(self.missing), "errors": list(self.errors)}
+                "missing": self.missing_count, "errors": list(self.errors)}
 
 
 @dataclass(frozen=True)
@@ -299,18 +305,22 @@ def _run_unit(node: Node, own_aet: str, unit: Unit, method: str, writer: IngestQ
                         + (f": {comment}" if comment else ""))
 
 
-def _still_missing(node: Node, own_aet: str, cache: Cache, unit: Unit, tally: _Tally) -> list[str]:
-    """What of a series fetched whole did not arrive, listed only when some did not (the rare path)."""
-    if len(cache.instances(unit.series_uid)) >= unit.count:
-        return []
+def _still_missing(node: Node, own_aet: str, cache: Cache, unit: Unit) -> tuple[list[str], int]:
+    """What of a series fetched whole did not arrive, listed only when some did not (the rare path).
+
+    (UIDs, count not listed): when the node cannot be asked any more (it died mid-transfer), the
+    series' count from the plan still says how many are missing.
+    """
+    short = unit.count - len(cache.instances(unit.series_uid))
+    if short <= 0:
+        return [], 0
     try:
         listed = [i.SOPInstanceUID for i in find(node, own_aet, "image", QueryFilter(
             StudyInstanceUID=unit.study_uid, SeriesInstanceUID=unit.series_uid))]
-    except NetworkError as exc:
-        tally.error(f"cannot list what is missing of series {unit.series_uid}: {exc}")
-        return []
+    except NetworkError:
+        return [], short
     local = cache.has_instances(listed)
-    return sorted(u for u in listed if u not in local)
+    return sorted(u for u in listed if u not in local), 0
 
 
 def retrieve(
@@ -374,7 +384,9 @@ def retrieve(
     report.first_commit_latency = tally.first_latency
     report.missing = sorted(the_plan.expected - cache.has_instances(the_plan.expected))
     for unit in whole:
-        report.missing += _still_missing(node, own_aet, cache, unit, tally)
+        listed, unlisted = _still_missing(node, own_aet, cache, unit)
+        report.missing += listed
+        report.unlisted_missing += unlisted
     if cancel.cancelled:
         exc = Cancelled()
         exc.report = report
