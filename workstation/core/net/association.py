@@ -122,6 +122,10 @@ def associate(
             reason = _timeout_text(node)
         else:
             reason = _reachability(node)
+        if not reason and node.uses_tls:
+            reason = (f"the TLS connection to node {node.name} ({node.host}:{node.port}) failed: check that it "
+                      "expects TLS on this port, that its certificate is signed by the CA file, and whether it "
+                      "requires our certificate and key")
         raise ConnectionFailed(reason or f"node {node.name} ({node.host}:{node.port}) ended the association "
                                          "before it was established: check its AE title and whether it knows "
                                          f"our AE title {own_aet!r}")
