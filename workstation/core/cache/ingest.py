@@ -275,14 +275,22 @@ class Ingest(CacheCore):
                     e, f = futures.popleft()
                     yield e, f.result()
             finally:
-                for _, f in futures:
-                    f.cancel()
-                for _, f in futures:
-                    if not f.cancelled():
-                        with contextlib.suppress(Exception):
-                            result = f.result()
-                            if isinstance(result, Parsed) and result.staged:
-                                os.unlink(result.staged)
+                _discard_unused(f for _, f in futures)
+
+
+def _discard_unused(futures) -> None:
+    """After a cancel or an error: stop preparing, and remove what was staged but will not be stored."""
+    futures = list(futures)
+    for future in futures:
+        future.cancel()
+    for future in futures:
+        if future.cancelled():
+            continue
+        with contextlib.suppress(Exception):
+            result = future.result()
+            for item in result if isinstance(result, list) else [result]:
+                if isinstance(item, Parsed) and item.staged:
+                    os.unlink(item.staged)
 
 
 PROCESS_MIN_FILES = 64
@@ -330,11 +338,4 @@ def _prepared_in_processes(entries: list[Entry], files_root: str):
                 batch, future = futures.popleft()
                 yield from zip(batch, future.result(), strict=True)
         finally:
-            for _, future in futures:
-                future.cancel()
-            for _, future in futures:
-                if not future.cancelled():
-                    with contextlib.suppress(Exception):
-                        for result in future.result():
-                            if isinstance(result, Parsed) and result.staged:
-                                os.unlink(result.staged)
+            _discard_unused(f for _, f in futures)

@@ -427,19 +427,30 @@ def _pixel_element_at_end(fd: int, head: bytes, stop: int, size: int, length: in
     return RawDataElement(BaseTag(_PIXEL_DATA), vr, length, None, end, implicit, True)
 
 
-def _parse_to_pixel_module(fd: int, head: bytes, size: int) -> Parsed | None:
-    """The fast path: the data set up to group 0028, then native Pixel Data found at the end of the file.
-
-    The private groups after 0028 (often most of a CT header) are never parsed. None unless every
-    check passes here; the caller then parses more, so reasons always come from the full parse.
-    """
+def _file_meta(head: bytes):
+    """(stream positioned after the File Meta, the File Meta, its transfer syntax), or None."""
     if head[128:132] != b"DICM":
         return None
     fp = io.BytesIO(head)
     fp.seek(132)
     try:
         meta = read_dataset(fp, False, True, stop_when=_not_meta)
-        ts = _text(meta, "TransferSyntaxUID").rstrip("\x00 ")
+        return fp, meta, _text(meta, "TransferSyntaxUID").rstrip("\x00 ")
+    except Exception:
+        return None
+
+
+def _parse_to_pixel_module(fd: int, head: bytes, size: int) -> Parsed | None:
+    """The fast path: the data set up to group 0028, then native Pixel Data found at the end of the file.
+
+    The private groups after 0028 (often most of a CT header) are never parsed. None unless every
+    check passes here; the caller then parses more, so reasons always come from the full parse.
+    """
+    opened = _file_meta(head)
+    if opened is None:
+        return None
+    fp, meta, ts = opened
+    try:
         if ts not in _NATIVE_LE:
             return None
         implicit = ts == ImplicitVRLittleEndian
@@ -464,13 +475,11 @@ def _parse_head(head: bytes, size: int) -> Parsed | None:
     File Meta and data set are read with pydicom's `read_dataset` directly, which skips the work
     `dcmread` does around it (a third of the time for a typical CT header).
     """
-    if head[128:132] != b"DICM":
+    opened = _file_meta(head)
+    if opened is None:
         return None
-    fp = io.BytesIO(head)
-    fp.seek(132)
+    fp, meta, ts = opened
     try:
-        meta = read_dataset(fp, False, True, stop_when=_not_meta)
-        ts = _text(meta, "TransferSyntaxUID").rstrip("\x00 ")
         if not ts or ts == DeflatedExplicitVRLittleEndian:
             return None
         uid = _syntax(ts)
