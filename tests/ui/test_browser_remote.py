@@ -53,7 +53,7 @@ def make_window(qtbot, workstation_home):
 
 
 def search_node(qtbot, browser, name: str, expect_rows: int | None = None):
-    browser.set_source(name)
+    browser.search_bar.set_source(name)
     browser.search()
     job = browser._search_job
     with qtbot.waitSignal(job.ended, timeout=30000):
@@ -79,10 +79,11 @@ def where(browser, study_uid: str) -> str:
 def test_search_streams_rows_then_expand_retrieve_and_open(qtbot, make_window, orthanc):
     win = make_window(orthanc, [pacs_node(orthanc)])
     browser = win.browser
-    assert [browser.source_box.itemText(i) for i in range(browser.source_box.count())] == ["Local cache", "pacs"]
+    sources = browser.search_bar.source_box
+    assert [sources.itemText(i) for i in range(sources.count())] == ["Local cache", "pacs"]
 
     events = []
-    browser.set_source("pacs")
+    browser.search_bar.set_source("pacs")
     browser.search()
     job = browser._search_job
     job.partial.connect(lambda batch: events.append(("rows", browser.model.rowCount())))
@@ -91,7 +92,7 @@ def test_search_streams_rows_then_expand_retrieve_and_open(qtbot, make_window, o
         pass
     assert events[0][0] == "rows" and events[0][1] > 0          # rows were on screen before the search ended
     assert events[-1] == ("done", 9) and browser.model.rowCount() == 9
-    assert browser.count_label.text() == "9 studies" and not browser.cap_label.isVisible()
+    assert browser.search_bar.count_label.text() == "9 studies" and not browser.search_bar.cap_label.isVisible()
     assert set(browser.model.where.values()) == {"remote"}
 
     # Expand (select) the phantom study: its series are listed, not yet local.
@@ -114,7 +115,7 @@ def test_search_streams_rows_then_expand_retrieve_and_open(qtbot, make_window, o
     assert not cancel.isEnabled() and not retry.isEnabled()
     qtbot.waitUntil(lambda: where(browser, study.StudyInstanceUID) == "both", timeout=10000)
     # The series list follows, with thumbnails rendered from the cache.
-    qtbot.waitUntil(lambda: browser.thumbnail_count() == 2, timeout=20000)
+    qtbot.waitUntil(lambda: browser.series_table.thumbnail_count() == 2, timeout=20000)
     qtbot.waitUntil(lambda: {browser.series_table.item(r, 5).text() for r in range(2)} == {"both"}, timeout=10000)
     assert browser.delete_button.isEnabled() and not browser.retrieve_button.isEnabled()
 
@@ -184,16 +185,16 @@ def test_cancel_a_retrieval_then_retry_fetches_the_rest(qtbot, make_window, orth
 def test_a_capped_search_says_so(qtbot, make_window, orthanc):
     win = make_window(orthanc, [pacs_node(orthanc)], find_limit=4)
     search_node(qtbot, win.browser, "pacs", expect_rows=4)
-    assert win.browser.cap_label.isVisible()
-    assert "Only the first 4 studies" in win.browser.cap_label.text()
+    assert win.browser.search_bar.cap_label.isVisible()
+    assert "Only the first 4 studies" in win.browser.search_bar.cap_label.text()
 
 
 def test_a_closed_port_gives_a_worded_error(qtbot, make_window):
     dead = Node("dead", "DEAD", "127.0.0.1", free_port(), connect_timeout=2, network_timeout=5)
     win = make_window(None, [dead])
     search_node(qtbot, win.browser, "dead", expect_rows=0)
-    assert win.browser.error_label.isVisible()
-    assert "refused the connection" in win.browser.error_label.text()
+    assert win.browser.search_bar.error_label.isVisible()
+    assert "refused the connection" in win.browser.search_bar.error_label.text()
     assert "refused the connection" in win.status_label.text()
 
 
@@ -231,14 +232,14 @@ def test_a_node_that_never_answers_does_not_freeze_the_window(qtbot, make_window
     timer = QTimer(interval=20)
     timer.timeout.connect(lambda: ticks.append(time.monotonic()))
     timer.start()
-    browser.set_source("silent")
+    browser.search_bar.set_source("silent")
     started = time.monotonic()
     browser.search()
     assert time.monotonic() - started < 0.5           # the search was handed to a worker
-    assert browser.stop_button.isEnabled()
+    assert browser.search_bar.stop_button.isEnabled()
     # The user can still type while the node is silent.
-    qtbot.keyClicks(browser.name_edit, "DOE")
-    assert browser.name_edit.text() == "DOE"
+    qtbot.keyClicks(browser.search_bar.name_edit, "DOE")
+    assert browser.search_bar.name_edit.text() == "DOE"
     with qtbot.waitSignal(browser._search_job.ended, timeout=30000):
         pass
     elapsed = time.monotonic() - started
@@ -248,8 +249,8 @@ def test_a_node_that_never_answers_does_not_freeze_the_window(qtbot, make_window
     assert len(during) > elapsed / 0.02 * 0.5          # the event loop kept running throughout
     gaps = [b - a for a, b in zip(during, during[1:], strict=False)]
     assert max(gaps) < 0.5
-    assert browser.error_label.isVisible()
-    assert "did not answer" in browser.error_label.text()
+    assert browser.search_bar.error_label.isVisible()
+    assert "did not answer" in browser.search_bar.error_label.text()
 
 
 def test_send_a_local_study_to_a_node(qtbot, make_window, orthanc, fresh_orthanc, samples):
@@ -322,7 +323,8 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
     dialog.accept()
     saved = load_settings(workstation_home)
     assert [n.name for n in saved.nodes] == ["orthanc"] and saved.port == new_port
-    assert "orthanc" in [win.browser.source_box.itemText(i) for i in range(win.browser.source_box.count())]
+    sources = win.browser.search_bar.source_box
+    assert "orthanc" in [sources.itemText(i) for i in range(sources.count())]
     qtbot.waitUntil(lambda: network.server is not None and network.server.port == new_port, timeout=10000)
     assert f"port {new_port}" in win.status_label.text()
 

@@ -106,14 +106,14 @@ def test_search_bar_filters_and_double_click_opens(qtbot, window, samples):
     import_and_wait(qtbot, window, [samples / "tcia_covid19_ny_sbu", samples / PHANTOM_STUDY])
     browser = window.browser
     qtbot.waitUntil(lambda: browser.model.rowCount() == 7, timeout=10000)
-    qtbot.keyClicks(browser.search_edit, "A0679")
+    qtbot.keyClicks(browser.search_bar.search_edit, "A0679")
     qtbot.waitUntil(lambda: browser.model.rowCount() == 2, timeout=10000)
     assert {s.PatientID for s in browser.model.studies} == {"A067967"}
 
-    browser.search_edit.clear()
-    qtbot.keyClicks(browser.search_edit, "plastic")
+    browser.search_bar.search_edit.clear()
+    qtbot.keyClicks(browser.search_bar.search_edit, "plastic")
     qtbot.waitUntil(lambda: [s.PatientID for s in browser.model.studies] == ["PLASTIC"], timeout=10000)
-    browser.search_edit.clear()
+    browser.search_bar.search_edit.clear()
     qtbot.waitUntil(lambda: browser.model.rowCount() == 7, timeout=10000)
     # Sort by image count, descending: the phantom's 141-image study comes first.
     browser.table.sortByColumn(10, Qt.SortOrder.DescendingOrder)

@@ -1,0 +1,120 @@
+"""The series of the selected study: number, modality, description, images, where, a thumbnail.
+
+Series come from the cache or, for a node's study, from a C-FIND beside the cache's counts
+(both asked of the services); thumbnails of the local ones are rendered by the cache service
+and kept per series, so listing a study again shows them at once.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QWidget
+
+from workstation.core.model import Series, Study
+from workstation.core.net.node import Node
+from workstation.services.cache_service import CacheService
+from workstation.services.jobs import Job
+from workstation.services.network_service import NetworkService, where_it_is
+from workstation.ui.viewer.viewport import qimage_from
+
+THUMB = 64
+SERIES_ROLE = Qt.ItemDataRole.UserRole
+LOCAL_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class SeriesTableWidget(QTableWidget):
+    series_activated = Signal(str, int)   # SeriesInstanceUID, its instances in the cache
+    listing_failed = Signal(str)
+
+    def __init__(self, cache: CacheService, network: NetworkService | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(0, 6, parent)
+        self.cache = cache
+        self.network = network
+        self._job: Job | None = None
+        self._thumbs: dict[str, QPixmap] = {}
+        self._thumb_jobs: dict[str, Job] = {}
+        self.setHorizontalHeaderLabels(["", "#", "Modality", "Description", "Images", "Where"])
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setWordWrap(False)
+        self.setIconSize(QSize(THUMB, THUMB))
+        self.verticalHeader().hide()
+        self.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        self.horizontalHeader().setStretchLastSection(True)
+        self.setColumnWidth(0, THUMB + 10)
+        self.setColumnWidth(3, 260)
+        self.cellDoubleClicked.connect(self._on_double_clicked)
+
+    def list_series(self, study: Study, node: Node | None) -> None:
+        """Ask for the series of `study`, from the cache (node None) or from `node`."""
+        if node is None:
+            job = self.cache.series(study.StudyInstanceUID)
+        else:
+            job = self.network.series(node, study.StudyInstanceUID)
+        self._job = job
+        job.succeeded.connect(self._on_listed)
+        job.failed.connect(self._on_failed)
+
+    def _on_failed(self, message: str) -> None:
+        if self.sender() is self._job:
+            self.listing_failed.emit(message)
+
+    def _on_listed(self, listed: list) -> None:
+        if self.sender() is not self._job:
+            return
+        rows: list[tuple[Series, int, str]] = []
+        for entry in listed:
+            if isinstance(entry, tuple):   # from a node: (Series, instances in the cache)
+                series, local = entry
+                rows.append((series, local, where_it_is(series.NumberOfSeriesRelatedInstances, local)))
+            else:
+                rows.append((entry, entry.NumberOfSeriesRelatedInstances, "local"))
+        rows.sort(key=lambda r: (r[0].SeriesNumber is None, r[0].SeriesNumber or 0))
+        self.setRowCount(len(rows))
+        for row, (s, local, where) in enumerate(rows):
+            cells = ["", "" if s.SeriesNumber is None else str(s.SeriesNumber), s.Modality, s.SeriesDescription,
+                     str(s.NumberOfSeriesRelatedInstances), where]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(SERIES_ROLE, s.SeriesInstanceUID)
+                item.setData(LOCAL_ROLE, local)
+                self.setItem(row, col, item)
+            thumb = self.item(row, 0)
+            if s.SeriesInstanceUID in self._thumbs:
+                thumb.setIcon(QIcon(self._thumbs[s.SeriesInstanceUID]))
+            elif local > 0:
+                thumb.setText("…")
+                self._request_thumbnail(s.SeriesInstanceUID)
+            else:
+                thumb.setText("—")
+                thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                thumb.setToolTip("Not in the cache yet: retrieve the series to see it")
+
+    def _request_thumbnail(self, series_uid: str) -> None:
+        if series_uid in self._thumb_jobs:
+            return
+        job = self.cache.thumbnail(series_uid, THUMB)
+        self._thumb_jobs[series_uid] = job
+        job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
+        job.ended.connect(lambda uid=series_uid: self._thumb_jobs.pop(uid, None))
+
+    def _on_thumbnail(self, series_uid: str, buffer) -> None:
+        pixmap = QPixmap.fromImage(qimage_from(buffer)).scaled(
+            THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        self._thumbs[series_uid] = pixmap
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None and item.data(SERIES_ROLE) == series_uid:
+                item.setText("")
+                item.setIcon(QIcon(pixmap))
+
+    def thumbnail_count(self) -> int:
+        return sum(1 for row in range(self.rowCount())
+                   if self.item(row, 0) is not None and not self.item(row, 0).icon().isNull())
+
+    def _on_double_clicked(self, row: int, column: int) -> None:
+        item = self.item(row, 0)
+        if item is not None:
+            self.series_activated.emit(item.data(SERIES_ROLE), item.data(LOCAL_ROLE))
