@@ -104,8 +104,8 @@ class BrowserWidget(QWidget):
         actions.addStretch(1)
         self.open_button.clicked.connect(self.open_selected)
         self.retrieve_button.clicked.connect(self.retrieve_selected)
-        self.pin_button.clicked.connect(self._toggle_pin)
-        self.delete_button.clicked.connect(lambda: self.current_study() and self.confirm_delete(self.current_study()))
+        self.pin_button.clicked.connect(lambda: self._toggle_pin())
+        self.delete_button.clicked.connect(self.delete_selected)
         self.send_menu.aboutToShow.connect(self._fill_send_menu)
         return actions
 
@@ -302,8 +302,8 @@ class BrowserWidget(QWidget):
         self.status_changed.emit(f"Sending {study_description(study)} to {node.name}…")
         return self.network.send(node, study.StudyInstanceUID, description=study_description(study))
 
-    def _toggle_pin(self) -> None:
-        study = self.current_study()
+    def _toggle_pin(self, study: Study | None = None) -> None:
+        study = study or self.current_study()
         if study is None:
             return
         if self.current_node() is None:
@@ -324,10 +324,15 @@ class BrowserWidget(QWidget):
             menu.addAction("Retrieve", self.retrieve_selected)
         if self.current_node() is None:
             menu.addAction("Unpin (allow eviction)" if study.pinned else "Pin (never evict)",
-                           lambda: self.cache.pin_study(study.StudyInstanceUID, not study.pinned))
+                           lambda: self._toggle_pin(study))
         menu.addSeparator()
         menu.addAction("Delete from cache…", lambda: self.confirm_delete(study))
         menu.popup(self.table.viewport().mapToGlobal(position))
+
+    def delete_selected(self) -> None:
+        study = self.current_study()
+        if study is not None:
+            self.confirm_delete(study)
 
     def confirm_delete(self, study: Study) -> None:
         name = study.PatientName.replace("^", " ").strip() or study.PatientID
