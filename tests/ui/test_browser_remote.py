@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer
 
 from tests.peers import WORKSTATION_AET, free_port
 from workstation.app import build, shutdown
+from workstation.core.model import Study
 from workstation.core.net.node import Node
 from workstation.core.settings import Settings, load_settings, save_settings
 from workstation.services.network_service import CANCELLED, DONE, FAILED
@@ -251,6 +252,25 @@ def test_a_node_that_never_answers_does_not_freeze_the_window(qtbot, make_window
     assert max(gaps) < 0.5
     assert browser.search_bar.error_label.isVisible()
     assert "did not answer" in browser.search_bar.error_label.text()
+
+
+def test_leaving_a_node_mid_search_forgets_its_late_answers(qtbot, make_window, silent_node):
+    win = make_window(None, [silent_node])
+    browser = win.browser
+    statuses = []
+    browser.status_changed.connect(statuses.append)
+    browser.search_bar.set_source("silent")
+    browser.search()
+    search = browser._search_job
+    browser.series_table.list_series(Study("1.2.3.4"), silent_node)
+    listing = browser.series_table._job
+    browser.search_bar.set_source("Local cache")
+    assert not browser.search_bar.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not search.running and not listing.running, timeout=30000)
+    assert browser.search_bar.count_label.text() == "0 studies"
+    assert not browser.search_bar.error_label.isVisible()
+    assert browser.series_table.rowCount() == 0
+    assert not any("silent" in s for s in statuses), statuses
 
 
 def test_send_a_local_study_to_a_node(qtbot, make_window, orthanc, fresh_orthanc, samples):

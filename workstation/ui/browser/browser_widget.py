@@ -115,7 +115,7 @@ class BrowserWidget(QWidget):
     def _on_source_changed(self) -> None:
         self._drop_search()
         self.model.set_studies([])
-        self.series_table.setRowCount(0)
+        self.series_table.clear_series()
         self.empty_hint.hide()
         self._update_actions()
         if self.current_node() is None:
@@ -141,7 +141,7 @@ class BrowserWidget(QWidget):
             job.failed.connect(self._on_search_failed)
             return
         self.model.set_studies([])
-        self.series_table.setRowCount(0)
+        self.series_table.clear_series()
         self.empty_hint.hide()
         job = self.network.find(node, "study", query, referring=referring)
         self._search_job = job
@@ -251,7 +251,7 @@ class BrowserWidget(QWidget):
 
     def _on_study_selected(self, current, previous) -> None:
         study = current.data(STUDY_ROLE) if current.isValid() else None
-        self.series_table.setRowCount(0)
+        self.series_table.clear_series()
         self._update_actions()
         if study is not None:
             self.series_table.list_series(study, self.current_node())

@@ -170,6 +170,7 @@ class SearchBarWidget(QWidget):
         self.search_edit.setToolTip("" if node is None else "The loose search works on the local cache; "
                                     "use the fields below for a node")
         self.clear_messages()
+        self.set_searching(False)
         self.count_label.setText("" if node is None else "Press Search")
         self.source_changed.emit()
 

@@ -57,6 +57,11 @@ class SeriesTableWidget(QTableWidget):
         job.succeeded.connect(self._on_listed)
         job.failed.connect(self._on_failed)
 
+    def clear_series(self) -> None:
+        """Empty the list; an answer still on its way for the old study is ignored."""
+        self._job = None
+        self.setRowCount(0)
+
     def _on_failed(self, message: str) -> None:
         if self.sender() is self._job:
             self.listing_failed.emit(message)
