@@ -33,6 +33,7 @@ from workstation.ui.browser.search_bar import SearchBarWidget, count_text
 from workstation.ui.browser.series_table import SeriesTableWidget
 from workstation.ui.browser.study_table import STUDY_ROLE
 from workstation.ui.browser.study_view import StudyTableView
+from workstation.ui.text import person_name
 
 
 class BrowserWidget(QWidget):
@@ -335,7 +336,7 @@ class BrowserWidget(QWidget):
             self.confirm_delete(study)
 
     def confirm_delete(self, study: Study) -> None:
-        name = study.PatientName.replace("^", " ").strip() or study.PatientID
+        name = person_name(study.PatientName) or study.PatientID
         answer = QMessageBox.question(
             self, "Delete study",
             f"Delete the study of {name} ({study.StudyDate or 'no date'}) from the local cache?\n"

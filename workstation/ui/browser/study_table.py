@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
 from workstation.core.model import Study
-from workstation.ui.viewer.viewport import format_date
+from workstation.ui.text import format_date, person_name
 
 COLUMNS: list[tuple[str, str]] = [
     ("Patient name", "PatientName"),
@@ -40,7 +40,7 @@ def display_value(study: Study, key: str) -> str:
     if key == "PatientBirthDate":
         return format_date(value)
     if key in ("PatientName", "ReferringPhysicianName"):
-        return value.replace("^", " ").strip()
+        return person_name(value)
     if key == "ModalitiesInStudy":
         return "/".join(value)
     if key == "pinned":

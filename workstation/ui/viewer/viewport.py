@@ -18,6 +18,7 @@ from workstation.core.pixels.geometry import orientation_labels
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.pixels.voi import Window
 from workstation.services.frame_service import FrameService
+from workstation.ui.text import format_date, person_name
 
 PREFETCH_AHEAD = 6
 
@@ -168,7 +169,7 @@ class ViewportWidget(QWidget):
         study, series = ds.study, ds.series
         top_left = []
         if study is not None:
-            top_left = [study.PatientName.replace("^", " ").strip(), study.PatientID, format_date(study.StudyDate)]
+            top_left = [person_name(study.PatientName), study.PatientID, format_date(study.StudyDate)]
         top_right = [series.Modality, series.SeriesDescription,
                      f"Series {series.SeriesNumber}" if series.SeriesNumber is not None else ""]
         bottom_left = [f"Image {self.index + 1} / {len(ds)}"] if len(ds) else []
@@ -272,10 +273,3 @@ def format_level(value: float) -> str:
     if abs(value) >= 20:
         return f"{value:.0f}"
     return f"{value:.3g}"
-
-
-def format_date(value: str) -> str:
-    """DICOM YYYYMMDD as YYYY-MM-DD; anything else as it is."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
