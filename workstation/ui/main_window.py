@@ -38,7 +38,7 @@ def import_summary(report: ImportReport) -> str:
     parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")]
     if report.duplicates:
         parts.append(f"{report.duplicates} already in the cache")
-    if getattr(report, "replaced", 0):
+    if report.replaced:
         parts.append(f"{report.replaced} replaced by a newer version")
     if report.rejected:
         parts.append(f"{len(report.rejected)} rejected")
@@ -307,8 +307,8 @@ class MainWindow(QMainWindow):
 
     def _on_transfer_ended(self, transfer: Transfer) -> None:
         verb = "Retrieval" if transfer.kind == "retrieve" else "Send"
-        outcome = {"done": "done", "cancelled": "cancelled", "failed": "failed"}.get(transfer.state, transfer.state)
-        self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {outcome}: {transfer.status_text()}")
+        self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {transfer.state}: "
+                         f"{transfer.status_text()}")
 
     def _on_instance_added(self, study_uid: str, series_uid: str) -> None:
         if self._awaiting is not None and self._awaiting[0] == study_uid and self._awaiting[1] in (None, series_uid):
