@@ -306,7 +306,8 @@ def test_a_send_to_a_dead_node_fails_in_words_and_can_be_retried(qtbot, make_win
     qtbot.waitUntil(lambda: win.browser.model.rowCount() == 1, timeout=10000)
     select_study(qtbot, win.browser, lambda s: True)
     transfer = win.browser.send_selected(dead)
-    qtbot.waitUntil(lambda: transfer.finished, timeout=30000)
+    with qtbot.waitSignal(transfer.ended, timeout=30000):   # finished turns true before the panel hears `changed`
+        pass
     assert transfer.state == FAILED and "refused the connection" in transfer.error
     row = win.transfers.rows[transfer]
     assert "refused the connection" in win.transfers.table.item(row, 4).text()
