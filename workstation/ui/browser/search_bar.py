@@ -7,7 +7,7 @@ asks again once typing settles; over a node only Search and Return do, as each a
 
 from __future__ import annotations
 
-from PySide6.QtCore import QDate, QTimer, Signal
+from PySide6.QtCore import QDate, QSignalBlocker, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDateEdit,
@@ -144,14 +144,13 @@ class SearchBarWidget(QWidget):
 
     def set_nodes(self, nodes: list[Node]) -> None:
         current = self.source_box.currentText()
-        self.source_box.blockSignals(True)
-        self.source_box.clear()
-        self.source_box.addItem(LOCAL, None)
-        for node in nodes:
-            self.source_box.addItem(node.name, node)
-        index = self.source_box.findText(current)
-        self.source_box.setCurrentIndex(max(0, index))
-        self.source_box.blockSignals(False)
+        with QSignalBlocker(self.source_box):
+            self.source_box.clear()
+            self.source_box.addItem(LOCAL, None)
+            for node in nodes:
+                self.source_box.addItem(node.name, node)
+            index = self.source_box.findText(current)
+            self.source_box.setCurrentIndex(max(0, index))
         if index < 0 and current and current != LOCAL:
             self._on_source_changed()
 
@@ -182,9 +181,8 @@ class SearchBarWidget(QWidget):
         start, end = {"Today": (today, today), "Yesterday": (today.addDays(-1), today.addDays(-1)),
                       "Last 7 days": (today.addDays(-6), today)}.get(choice, (NO_DATE, NO_DATE))
         for edit, value in ((self.date_from, start), (self.date_to, end)):
-            edit.blockSignals(True)
-            edit.setDate(value)
-            edit.blockSignals(False)
+            with QSignalBlocker(edit):
+                edit.setDate(value)
         self._search_if_local()
 
     def study_date(self) -> str:

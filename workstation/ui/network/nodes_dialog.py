@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from PySide6.QtCore import QSignalBlocker
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -113,11 +114,10 @@ class NodesDialog(QDialog):
         self._fill_list()
 
     def _fill_list(self, select: str | None = None) -> None:
-        self.node_list.blockSignals(True)
-        self.node_list.clear()
-        for node in self.settings.nodes:
-            self.node_list.addItem(node.name)
-        self.node_list.blockSignals(False)
+        with QSignalBlocker(self.node_list):
+            self.node_list.clear()
+            for node in self.settings.nodes:
+                self.node_list.addItem(node.name)
         names = [n.name for n in self.settings.nodes]
         row = names.index(select) if select in names else (0 if names else -1)
         self.node_list.setCurrentRow(row)

@@ -5,7 +5,7 @@ Later issues add layouts of several viewports, tools and hanging protocols here.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollBar, QVBoxLayout, QWidget
 
 from workstation.core.model.display_set import DisplaySet
@@ -45,10 +45,7 @@ class ViewerWidget(QWidget):
         self.preset_box.textActivated.connect(self._on_preset)
 
     def show_display_set(self, display_set: DisplaySet) -> None:
-        self.scroll.blockSignals(True)
-        self.scroll.setRange(0, max(0, len(display_set) - 1))
-        self.scroll.setValue(0)
-        self.scroll.blockSignals(False)
+        self._set_scroll(0, len(display_set))
         self.preset_box.setCurrentIndex(0)
         self._set_title(display_set)
         self.viewport.show_display_set(display_set)
@@ -57,10 +54,7 @@ class ViewerWidget(QWidget):
     def grow_display_set(self, display_set: DisplaySet) -> None:
         """More instances of the series shown arrived: the stack grows, the frame shown stays."""
         self.viewport.grow_display_set(display_set)
-        self.scroll.blockSignals(True)
-        self.scroll.setRange(0, max(0, len(display_set) - 1))
-        self.scroll.setValue(self.viewport.index)
-        self.scroll.blockSignals(False)
+        self._set_scroll(self.viewport.index, len(display_set))
         self._set_title(display_set)
 
     def _set_title(self, display_set: DisplaySet) -> None:
@@ -68,11 +62,16 @@ class ViewerWidget(QWidget):
         count = f"{len(display_set)} image" + ("" if len(display_set) == 1 else "s")
         self.title.setText("  ".join(t for t in (series.Modality, series.SeriesDescription, f"({count})") if t))
 
+    def _set_scroll(self, index: int, count: int | None = None) -> None:
+        """Move the scroll bar to follow the viewport without sending the viewport there again."""
+        with QSignalBlocker(self.scroll):
+            if count is not None:
+                self.scroll.setRange(0, max(0, count - 1))
+            self.scroll.setValue(index)
+
     def _on_frame_changed(self, index: int) -> None:
         if self.scroll.value() != index:
-            self.scroll.blockSignals(True)
-            self.scroll.setValue(index)
-            self.scroll.blockSignals(False)
+            self._set_scroll(index)
 
     def _on_preset(self, name: str) -> None:
         if name == DEFAULT_CHOICE:
