@@ -150,6 +150,18 @@ def test_duplicate_same_content_is_skipped(cache, workstation_home):
     assert cache.studies()[0].NumberOfStudyRelatedInstances == 1
 
 
+def test_ingest_many_stores_a_batch_with_each_outcome(cache, workstation_home):
+    first, second = make_dicom(sop="1.2.3.1.1"), make_dicom(sop="1.2.3.1.2", instance_number=2)
+    newer_first = make_dicom(sop="1.2.3.1.1", pixel=9)
+    outcomes = cache.ingest_many([first, second, first, b"not dicom", newer_first])
+    assert outcomes[:3] == ["imported", "imported", "duplicate"]
+    assert isinstance(outcomes[3], CacheError)
+    assert outcomes[4] == "replaced"
+    assert [Path(i.path).read_bytes() for i in cache.instances("1.2.3.1")] == [newer_first, second]
+    assert cache.studies()[0].NumberOfStudyRelatedInstances == 2
+    assert cache.verify().ok
+
+
 def test_duplicate_with_different_content_replaces(cache):
     cache.ingest_bytes(make_dicom(pixel=1))
     cache.pin("1.2.3")

@@ -46,15 +46,11 @@ def encoded(event) -> bytes:
 
 
 def ingest(cache: Cache, data: bytes, source: str) -> tuple[int, int]:
-    """(status, size) of storing one received file; the status is the C-STORE answer it deserves."""
+    """(status, size) of storing one received file durably; the status is the C-STORE answer it deserves."""
     try:
         cache.ingest_bytes(data, source=source)
-    except CacheError as exc:
-        log.warning("refused an instance from %s: %s", source, exc)
-        return STATUS_CANNOT_UNDERSTAND, 0
-    except OSError as exc:
-        log.error("cannot store an instance: %s", exc)
-        return STATUS_OUT_OF_RESOURCES, 0
+    except (CacheError, OSError) as exc:
+        return _status(exc, source, 0)
     return 0x0000, len(data)
 
 
@@ -89,18 +85,50 @@ class IngestQueue:
         self._thread.join()
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            data, sop, source, arrived = item
+        closing = False
+        while not closing:
+            batch = [self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if batch[-1] is None:
+                closing = True
+                batch.pop()
             try:
-                status, size = ingest(self.cache, data, source)
-                if status == STATUS_OUT_OF_RESOURCES:
-                    self.failing = True
+                if batch:
+                    self._commit(batch)
+            finally:
+                for _ in range(len(batch) + closing):
+                    self._queue.task_done()
+
+    def _commit(self, batch: list) -> None:
+        try:
+            outcomes = self.cache.ingest_many([data for data, *_ in batch])
+        except Exception as exc:  # the index itself failed: every instance of the batch is refused
+            log.exception("committing received instances failed")
+            outcomes = [exc] * len(batch)
+        for (data, sop, source, arrived), outcome in zip(batch, outcomes, strict=True):
+            status, size = _status(outcome, source, len(data))
+            if status == STATUS_OUT_OF_RESOURCES:
+                self.failing = True
+            try:
                 self.committed(source, sop, status, size, arrived)
             except Exception:  # a listener's bug must not stop the commits behind it
-                log.exception("committing a received instance failed")
-            finally:
-                self._queue.task_done()
-        self._queue.task_done()
+                log.exception("a listener of committed instances failed")
+
+
+BATCH = 32
+"""Most instances committed in one transaction: enough to amortise it, few enough to report progress often."""
+
+
+def _status(outcome, source: str, size: int) -> tuple[int, int]:
+    """The C-STORE answer an ingest outcome deserves, and the stored size."""
+    if isinstance(outcome, CacheError):
+        log.warning("refused an instance from %s: %s", source, outcome)
+        return STATUS_CANNOT_UNDERSTAND, 0
+    if isinstance(outcome, Exception):
+        log.error("cannot store an instance: %s", outcome)
+        return STATUS_OUT_OF_RESOURCES, 0
+    return 0x0000, size
 
 
 class StorageServer:
