@@ -347,7 +347,7 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
     sources = win.browser.search_bar.source_box
     assert "orthanc" in [sources.itemText(i) for i in range(sources.count())]
     qtbot.waitUntil(lambda: network.server is not None and network.server.port == new_port, timeout=10000)
-    assert f"port {new_port}" in win.status_label.text()
+    assert f"port {new_port}" in win.server_label.text()
 
 
 def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, make_window, orthanc):
@@ -356,8 +356,8 @@ def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, mak
     busy.listen(1)
     try:
         win = make_window(None, [pacs_node(orthanc)], port=busy.getsockname()[1])
-        qtbot.waitUntil(lambda: "Not receiving images" in win.status_label.text(), timeout=10000)
-        assert "cannot listen on port" in win.status_label.text()
+        qtbot.waitUntil(lambda: "Not receiving images" in win.server_label.text(), timeout=10000)
+        assert "cannot listen on port" in win.server_label.text()
         search_node(qtbot, win.browser, "pacs", expect_rows=9)   # searching still works
     finally:
         busy.close()

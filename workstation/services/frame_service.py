@@ -7,6 +7,7 @@ in a `FrameRenderer`, so window/level on the GUI thread only re-runs the VOI loo
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import OrderedDict
 
@@ -61,9 +62,12 @@ class FrameService(QObject):
 
     frame_loaded = Signal(object, int, object)
     frame_failed = Signal(object, int, str)
+    _wake = Signal()
 
     def __init__(self, threads: int = 2) -> None:
         super().__init__()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake.connect(self._deliver)
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
         self.cache = _FrameCache()
@@ -100,6 +104,19 @@ class FrameService(QObject):
         with self._lock:
             self._prefetching.discard((ref.path, ref.frame))
 
+    def post(self, signal_name: str, *args) -> None:
+        """From a worker: queue an outcome for the GUI thread (no Python object rides a queued signal)."""
+        self._outbox.put((signal_name, args))
+        self._wake.emit()
+
+    def _deliver(self) -> None:
+        while True:
+            try:
+                name, args = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            getattr(self, name).emit(*args)
+
     def is_current(self, viewport: object, generation: int) -> bool:
         with self._lock:
             return self._latest.get(viewport) == generation
@@ -120,11 +137,11 @@ class _DecodeTask(QRunnable):
         try:
             renderer = self.service.cache.load(self.ref)
         except PixelDataError as exc:
-            self.service.frame_failed.emit(self.viewport, self.index, str(exc))
+            self.service.post("frame_failed", self.viewport, self.index, str(exc))
         except Exception as exc:
-            self.service.frame_failed.emit(self.viewport, self.index, f"cannot show this image: {exc}")
+            self.service.post("frame_failed", self.viewport, self.index, f"cannot show this image: {exc}")
         else:
-            self.service.frame_loaded.emit(self.viewport, self.index, renderer)
+            self.service.post("frame_loaded", self.viewport, self.index, renderer)
 
 
 class _PrefetchTask(QRunnable):

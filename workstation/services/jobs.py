@@ -9,6 +9,7 @@ results to `publish(obj)` as it goes; they arrive, in order, as `job.partial(obj
 from __future__ import annotations
 
 import logging
+import queue
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -58,10 +59,10 @@ class _Runnable(QRunnable):
         job, bridge = self.job, self.bridge
 
         def progress(done: int, total: int, message: str) -> None:
-            bridge.relayed.emit(job, "progressed", (done, total, message))
+            bridge.relay(job, "progressed", (done, total, message))
 
         def publish(item) -> None:
-            bridge.relayed.emit(job, "partial", item)
+            bridge.relay(job, "partial", item)
 
         try:
             if job.streaming:
@@ -69,25 +70,25 @@ class _Runnable(QRunnable):
             else:
                 result = job.function(progress, job.token)
         except Cancelled:
-            bridge.relayed.emit(job, "cancelled", None)
+            bridge.relay(job, "cancelled", None)
         except Exception as exc:  # every failure reaches the user as words, never a crash
             log.error("job %s failed:\n%s", job.name, traceback.format_exc())
-            bridge.relayed.emit(job, "failed", f"{job.name} failed: {exc}")
+            bridge.relay(job, "failed", f"{job.name} failed: {exc}")
         else:
-            bridge.relayed.emit(job, "cancelled" if job.token.cancelled else "succeeded", result)
+            bridge.relay(job, "cancelled" if job.token.cancelled else "succeeded", result)
         finally:
-            bridge.relayed.emit(job, "ended", None)
+            bridge.relay(job, "ended", None)
 
 
 class JobRunner(QObject):
     """Submits jobs to a thread pool and keeps them alive until they end.
 
-    Workers never emit on a `Job` directly: they emit `relayed` on this long-lived object, and
+    Workers never emit on a `Job` directly: they `relay` through this long-lived object, and
     the slot, on the GUI thread, re-emits on the job. Signals emitted from pool threads on
     short-lived per-job QObjects were seen to be lost now and then (PySide6 6.12).
     """
 
-    relayed = Signal(object, str, object)
+    _wake = Signal()
 
     def __init__(self, max_threads: int | None = None) -> None:
         super().__init__()
@@ -96,7 +97,8 @@ class JobRunner(QObject):
             self.pool.setMaxThreadCount(max_threads)
         self._live: set[Job] = set()
         self._closed = False
-        self.relayed.connect(self._relay)
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake.connect(self._drain)
 
     def submit(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> Job:
         job = Job(name, function, streaming)
@@ -104,11 +106,26 @@ class JobRunner(QObject):
         job.running = True
         if self._closed:  # the application is closing: answer "cancelled" instead of running it
             job.token.cancel()
-            self.relayed.emit(job, "cancelled", None)
-            self.relayed.emit(job, "ended", None)
+            self.relay(job, "cancelled", None)
+            self.relay(job, "ended", None)
             return job
         self.pool.start(_Runnable(job, self))
         return job
+
+    def relay(self, job: Job, kind: str, payload) -> None:
+        """From any thread: hand an event to the GUI thread. The payload travels through a queue and
+        the signal carries no Python object (queued Signal(object) emits from pool threads were seen
+        to corrupt memory now and then under PySide6 6.12)."""
+        self._inbox.put((job, kind, payload))
+        self._wake.emit()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job, kind, payload = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._relay(job, kind, payload)
 
     def _relay(self, job: Job, kind: str, payload) -> None:
         if kind == "progressed":

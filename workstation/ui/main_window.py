@@ -82,7 +82,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.hide()
         self.cancel_button.clicked.connect(self.cancel_import)
         self.status_label = QLabel()
+        self.server_label = QLabel()  # the Storage SCP's state stays in view, apart from passing messages
         self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.server_label)
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().addPermanentWidget(self.cancel_button)
 
@@ -94,7 +96,7 @@ class MainWindow(QMainWindow):
             self.transfers_dock.setWidget(self.transfers)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
             self.resizeDocks([self.transfers_dock], [150], Qt.Orientation.Vertical)
-            network.server_changed.connect(self.show_status)
+            network.server_changed.connect(self.server_label.setText)
             network.instances_received.connect(
                 lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
             network.instance_added.connect(self._on_instance_added)
