@@ -56,6 +56,13 @@ def require_binary(path: str, package: str) -> None:
         pytest.skip(reason)
 
 
+def _die_with_the_tests() -> None:
+    """In the peer's child process: get SIGKILL if the test process dies, even by a crash."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def c_echo(aet: str, port: int, calling_aet: str = "WSTEST", timeout: float = 5.0) -> bool:
     """True when the peer accepts an association and answers C-ECHO with Success."""
     from pynetdicom import AE
@@ -156,7 +163,7 @@ class OrthancPeer:
         log = open(self.workdir / "orthanc.log", "wb")  # noqa: SIM115 - kept open for the child's life
         self.proc = subprocess.Popen(
             [ORTHANC_BIN, str(cfg)], stdout=log, stderr=subprocess.STDOUT, env=peer_env(),
-            start_new_session=True,
+            start_new_session=True, preexec_fn=_die_with_the_tests,
         )
         log.close()
         wait_until(lambda: self.rest("GET", "/system") is not None, 30, "Orthanc HTTP", self.proc)
@@ -267,7 +274,7 @@ SupportsTrim = true
         log = open(self.workdir / "dcmprscp.log", "wb")  # noqa: SIM115 - kept open for the child's life
         self.proc = subprocess.Popen(
             [DCMPRSCP_BIN, "-v", "-c", str(cfg), "-p", self.printer], stdout=log, stderr=subprocess.STDOUT,
-            env=peer_env(), cwd=self.workdir, start_new_session=True,
+            env=peer_env(), cwd=self.workdir, start_new_session=True, preexec_fn=_die_with_the_tests,
         )
         log.close()
         wait_until(lambda: c_echo(self.aet, self.port), 20, "dcmprscp C-ECHO", self.proc)
