@@ -114,15 +114,21 @@ def test_duplicate_positions_warn(philips):
     assert v.array.shape[0] == 5 and any("Duplicate" in w for w in v.warnings)
 
 
-def test_compressed_slices_fall_back_to_decoder(philips, tmp_path):
+def alternately_rle(sources, folder) -> list:
+    """Copies of `sources` in `folder`, every second one RLE-compressed: a series of mixed syntaxes."""
     paths = []
-    for i, src in enumerate(philips[:4]):
+    for i, src in enumerate(sources):
         ds = pydicom.dcmread(src)
         if i % 2:
             ds.compress(RLELossless)
-        dst = tmp_path / f"{i}.dcm"
+        dst = folder / f"{i}.dcm"
         ds.save_as(dst)
         paths.append(dst)
+    return paths
+
+
+def test_compressed_slices_fall_back_to_decoder(philips, tmp_path):
+    paths = alternately_rle(philips[:4], tmp_path)
     v = assemble_volume(paths)
     np.testing.assert_array_equal(v.array, assemble_volume(philips[:4]).array)
 
@@ -237,14 +243,7 @@ def test_index_path_compressed_slices_fall_back_to_decoder(philips, tmp_path):
     from workstation.core.cache import Cache
     from workstation.core.pixels.volume import assemble_volume_from_headers
 
-    paths = []
-    for i, src in enumerate(philips[:4]):
-        ds = pydicom.dcmread(src)
-        if i % 2:
-            ds.compress(RLELossless)
-        dst = tmp_path / f"{i}.dcm"
-        ds.save_as(dst)
-        paths.append(dst)
+    paths = alternately_rle(philips[:4], tmp_path)
     with Cache(tmp_path / "home") as cache:
         cache.import_paths(paths)
         (series,) = cache.query("series")
