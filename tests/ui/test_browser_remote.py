@@ -346,8 +346,8 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
     assert [n.name for n in saved.nodes] == ["orthanc"] and saved.port == new_port
     sources = win.browser.search_bar.source_box
     assert "orthanc" in [sources.itemText(i) for i in range(sources.count())]
-    qtbot.waitUntil(lambda: network.server is not None and network.server.port == new_port, timeout=10000)
-    assert f"port {new_port}" in win.server_label.text()
+    qtbot.waitUntil(lambda: f"port {new_port}" in win.server_label.text(), timeout=10000)
+    assert network.server is not None and network.server.port == new_port
 
 
 def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, make_window, orthanc):

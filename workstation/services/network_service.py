@@ -231,6 +231,7 @@ class NetworkService(QObject):
         self.server: StorageServer | None = None
         self.server_status = "Storage SCP not started"
         self._server_lock = threading.Lock()
+        self._server_generation = 0
         self._lock = threading.Lock()
         self._added: dict[tuple[str, str], None] = {}
         self._received: dict[str, int] = {}
@@ -286,9 +287,14 @@ class NetworkService(QObject):
         s = self.settings
         aet, port, allowed = s.ae_title, s.port, list(s.allowed_calling_aets)
         cache = self.cache
+        with self._lock:
+            self._server_generation += 1
+            generation = self._server_generation
 
-        def work(progress, cancel) -> str:
+        def work(progress, cancel) -> str | None:
             with self._server_lock:
+                if generation != self._server_generation:
+                    return None   # a newer start is queued: starting this one would undo it
                 if self.server is not None:
                     self.server.stop()
                     self.server = None
@@ -305,7 +311,9 @@ class NetworkService(QObject):
             "C-GET retrieval still work; choose another port in Tools > Nodes and network."))
         return job
 
-    def _on_server_state(self, text: str) -> None:
+    def _on_server_state(self, text: str | None) -> None:
+        if text is None:
+            return
         self.server_status = text
         self.server_changed.emit(text)
 
