@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from workstation.core.net.node import Node
 from workstation.core.net.transport import with_tuning
@@ -80,8 +81,8 @@ def _reachability(node: Node) -> str:
         return f"cannot reach {node.host}:{node.port}: {exc.strerror or exc}"
 
 
-def rejection_text(assoc: Association, node: Node, own_aet: str) -> str:
-    primitive = getattr(assoc.acceptor, "primitive", None)
+def rejection_text(assoc: Association, node: Node, own_aet: str, primitive=None) -> str:
+    primitive = primitive or getattr(assoc.acceptor, "primitive", None)
     reason = getattr(primitive, "reason_str", "") if primitive is not None else ""
     text = f"node {node.name} ({node.aet}@{node.host}:{node.port}) rejected the association"
     if reason:
@@ -93,6 +94,15 @@ def rejection_text(assoc: Association, node: Node, own_aet: str) -> str:
     elif "calling" in lowered:
         hint = f"; ask the PACS administrator to add our AE title {own_aet!r}"
     return text + hint
+
+
+def _queued_rejection(assoc: Association) -> A_ASSOCIATE | None:
+    """A rejection that arrived but was never read: pynetdicom gives up on an association whose socket
+    is already closed when it looks, and a node that rejects us closes it right after the A-ASSOCIATE-RJ."""
+    for primitive in list(assoc.dul.to_user_queue.queue):
+        if isinstance(primitive, A_ASSOCIATE) and primitive.result not in (None, 0x00):
+            return primitive
+    return None
 
 
 @contextlib.contextmanager
@@ -117,6 +127,8 @@ def associate(
     )
     if assoc.is_rejected:
         raise AssociationRejected(rejection_text(assoc, node, own_aet))
+    if not assoc.is_established and (rejection := _queued_rejection(assoc)) is not None:
+        raise AssociationRejected(rejection_text(assoc, node, own_aet, rejection))
     if not assoc.is_established:
         if time.monotonic() - started >= node.connect_timeout * 0.9:
             reason = _timeout_text(node)
