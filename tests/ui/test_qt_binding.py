@@ -32,8 +32,10 @@ def _drift(call) -> tuple[int, int, int]:
     return tuple(b - a for a, b in zip(before, after, strict=True))
 
 
-def test_void_methods_and_emits_keep_the_counts_of_none_true_and_false(qapp):
+def test_void_methods_and_emits_keep_the_counts_of_none_true_and_false(qtbot):
     button, label, emitter = QPushButton(), QLabel(), _Emitter()
+    qtbot.addWidget(button)
+    qtbot.addWidget(label)
     received = []
     emitter.text.connect(received.append)
     emitter.plain.connect(lambda: received.append("plain"))

@@ -36,6 +36,7 @@ def test_a_streaming_job_publishes_in_order_before_its_outcome(qtbot):
     with qtbot.waitSignal(plain.succeeded, timeout=5000) as done:
         pass
     assert done.args == [42]
+    assert runner.close(5000)
 
 
 def test_find_streams_batches_of_at_most_50_records(qtbot, tmp_path, monkeypatch):
