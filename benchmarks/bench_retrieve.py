@@ -5,9 +5,11 @@ Studies (loaded into an Orthanc of our own, TCP_NODELAY=1 as for every peer):
                retrieved with series_uids=[it] / getscu at SERIES level;
   two series   the whole phantom study (140 slices + 1 localizer, 141 instances);
   four series  a study written for this run: the 140 slices copied into 4 series with fresh UIDs.
-Ours: `retrieve()` by C-GET and by C-MOVE into a fresh cache per run; `seconds` of its report
-(first association request of the plan to the last instance committed) and the latency from the
-first instance's arrival to its commit. DCMTK: `getscu -S` writing to a folder, and `movescu`
+Ours: `retrieve()` by C-GET (in worker processes, the default, and on threads of one process,
+the earlier design) and by C-MOVE into a fresh cache per run; `seconds` of its report (first
+association request of the plan to the last instance committed) and the latency from the first
+instance's arrival to its commit. The worker processes are started before the first run and
+kept, as the GUI keeps them. DCMTK: `getscu -S` writing to a folder, and `movescu`
 to a `storescp` started once, both with TCP_NODELAY=1, each tool's whole run timed.
 Ratio = DCMTK time / our time (>= 1.0: we are at least as fast).
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, peer_env, running, stop_process  # noqa: E402
 from workstation.core.cache import Cache, QueryFilter  # noqa: E402
+from workstation.core.net.fetch_pool import shared_pool  # noqa: E402
 from workstation.core.net.find import find  # noqa: E402
 from workstation.core.net.node import Node  # noqa: E402
 from workstation.core.net.retrieve import retrieve  # noqa: E402
@@ -64,7 +67,7 @@ def four_series_copy(out: Path) -> list[Path]:
 
 
 def ours(node: Node, study: str, series: list[str] | None, method: str, associations: int,
-         scp_port: int, work: Path) -> tuple[float, float, int]:
+         scp_port: int, work: Path, processes: bool = True) -> tuple[float, float, int]:
     """(seconds, first arrival-to-commit latency, completed); the Storage SCP for C-MOVE runs before and after."""
     home = Path(tempfile.mkdtemp(dir=work))
     try:
@@ -74,7 +77,7 @@ def ours(node: Node, study: str, series: list[str] | None, method: str, associat
                 server.start()
             try:
                 report = retrieve(node, WORKSTATION_AET, cache, study, series_uids=series, method=method,
-                                  associations=associations, server=server)
+                                  associations=associations, server=server, processes=processes)
             finally:
                 if server is not None:
                     server.stop()
@@ -150,22 +153,24 @@ def main() -> None:
 
             cases = [("one series (140)", phantom, [slices], 140), ("two series (141)", phantom, None, 141),
                      ("four series (560)", four, None, 560)]
+            shared_pool(args.associations).prestart()
             rows = []
             latencies = []
+            variants = {"get": ("get", True), "get, threads": ("get", False), "move": ("move", False)}
             for name, study, series, count in cases:
-                times: dict[str, list[float]] = {"get": [], "move": [], "getscu": [], "movescu": []}
+                times: dict[str, list[float]] = {key: [] for key in (*variants, "getscu", "movescu")}
                 for _ in range(args.runs):
-                    for method in ("get", "move"):
+                    for key, (method, processes) in variants.items():
                         seconds, latency, completed = ours(node, study, series, method, args.associations,
-                                                           orthanc.workstation_port, work)
-                        assert completed == count, (name, method, completed)
-                        times[method].append(seconds)
+                                                           orthanc.workstation_port, work, processes)
+                        assert completed == count, (name, key, completed)
+                        times[key].append(seconds)
                         latencies.append(latency)
                     times["getscu"].append(getscu(orthanc, study, series, work))
                     times["movescu"].append(movescu(orthanc, study, series, scp_dir))
-                for ours_key, theirs_key in (("get", "getscu"), ("move", "movescu")):
-                    mine, theirs = median(times[ours_key]), median(times[theirs_key])
-                    rows.append((name, f"C-{ours_key.upper()}", f"{mine:.3f}", f"{theirs_key} {theirs:.3f}",
+                for key, theirs_key in (("get", "getscu"), ("get, threads", "getscu"), ("move", "movescu")):
+                    mine, theirs = median(times[key]), median(times[theirs_key])
+                    rows.append((name, f"C-{key.upper()}", f"{mine:.3f}", f"{theirs_key} {theirs:.3f}",
                                  f"{theirs / mine:.2f}x"))
             print(f"\nmedians of {args.runs} runs, {args.associations} associations; ratio = DCMTK / ours\n")
             print(table(rows, ("study", "ours", "ours s", "DCMTK s", "ratio")))

@@ -54,8 +54,9 @@ def pixel_bytes(data: bytes) -> bytes:
     return pydicom.dcmread(io.BytesIO(data)).PixelData
 
 
-@pytest.mark.parametrize("method", ["get", "move"])
-def test_retrieve_a_study_byte_identical(node, cache, orthanc, method):
+@pytest.mark.parametrize(("method", "processes"), [("get", True), ("get", False), ("move", False)],
+                         ids=["get-in-worker-processes", "get-on-threads", "move"])
+def test_retrieve_a_study_byte_identical(node, cache, orthanc, method, processes):
     uid = study_uid(node, "PLASTIC", instances=141)
     server = None
     if method == "move":
@@ -63,7 +64,7 @@ def test_retrieve_a_study_byte_identical(node, cache, orthanc, method):
         server.start()
     try:
         progress = []
-        report = retrieve(node, WORKSTATION_AET, cache, uid, method=method, server=server,
+        report = retrieve(node, WORKSTATION_AET, cache, uid, method=method, server=server, processes=processes,
                           progress=lambda d, t, m: progress.append((d, t)))
     finally:
         if server:
@@ -71,6 +72,7 @@ def test_retrieve_a_study_byte_identical(node, cache, orthanc, method):
     assert (report.completed, report.failed, report.already_local, report.missing) == (141, 0, 0, [])
     assert report.errors == [] and report.bytes > 70_000_000 and report.seconds > 0
     assert progress[-1] == (141, 141)
+    assert cache.verify().ok
     theirs = orthanc_files(orthanc, uid)
     ours = {i.SOPInstanceUID: i.path for s in cache.series(uid) for i in cache.instances(s.SeriesInstanceUID)}
     assert set(ours) == set(theirs)
@@ -92,7 +94,8 @@ def test_parallel_retrieval_of_a_multi_series_study_and_resume(node, cache):
     assert cache.studies(QueryFilter(StudyInstanceUID=uid))[0].NumberOfStudyRelatedInstances == 3
 
 
-def test_cancel_keeps_what_arrived_and_a_retry_completes(node, cache):
+@pytest.mark.parametrize("processes", [True, False], ids=["worker-processes", "threads"])
+def test_cancel_keeps_what_arrived_and_a_retry_completes(node, cache, processes):
     uid = study_uid(node, "PLASTIC", instances=141)
     token = CancelToken()
 
@@ -101,9 +104,62 @@ def test_cancel_keeps_what_arrived_and_a_retry_completes(node, cache):
             token.cancel()
 
     with pytest.raises(Cancelled) as info:
-        retrieve(node, WORKSTATION_AET, cache, uid, associations=2, progress=progress, cancel=token)
+        retrieve(node, WORKSTATION_AET, cache, uid, associations=2, progress=progress, cancel=token,
+                 processes=processes)
     partial = info.value.report
     assert 10 <= partial.completed < 141 and len(partial.missing) == 141 - partial.completed
     assert cache.verify().ok
     retry = retrieve(node, WORKSTATION_AET, cache, uid)
     assert retry.already_local == partial.completed and retry.completed == 141 - partial.completed
+
+
+def test_a_worker_process_killed_mid_retrieval_is_reported_and_nothing_is_left_half_written(node, cache):
+    """kill -9 of one retrieval worker: its unit fails in words, the other completes, no temporary file
+    stays behind, the pool replaces the worker, and a retry fetches exactly what is missing."""
+    import os
+    import signal
+
+    from workstation.core.net.fetch_pool import shared_pool
+
+    uid = study_uid(node, "PLASTIC", instances=141)
+    pool = shared_pool(2)
+    pool.prestart(2)
+    killed = []
+
+    def progress(done, total, message):
+        if done >= 20 and not killed:
+            victim = pool.pids(busy_only=True)[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    report = retrieve(node, WORKSTATION_AET, cache, uid, series_uids=[_big_series(node, uid)], associations=2,
+                      progress=progress)
+    assert killed
+    assert any("retrieval worker process stopped unexpectedly" in e for e in report.errors), report.errors
+    assert 20 <= report.completed < 140 and len(report.missing) == 140 - report.completed
+    assert cache.verify().ok
+    retry = retrieve(node, WORKSTATION_AET, cache, uid, associations=2)
+    assert retry.errors == [] and retry.already_local == report.completed
+    assert retry.completed == 141 - report.completed
+    assert killed[0] not in _worker_pids()
+
+
+def test_the_worker_processes_are_reused_between_retrievals(node, cache, tmp_path):
+    uid = study_uid(node, "A002304")
+    retrieve(node, WORKSTATION_AET, cache, uid, associations=2)
+    before = _worker_pids()
+    with Cache(tmp_path / "other") as other:
+        again = retrieve(node, WORKSTATION_AET, other, uid, associations=2)
+    assert again.completed == 3 and again.errors == []
+    assert before and set(before) <= set(_worker_pids())
+
+
+def _worker_pids() -> list[int]:
+    from workstation.core.net.fetch_pool import shared_pool
+
+    return shared_pool(1).pids()
+
+
+def _big_series(node: Node, uid: str) -> str:
+    return max(find(node, WORKSTATION_AET, "series", QueryFilter(StudyInstanceUID=uid)),
+               key=lambda s: s.NumberOfSeriesRelatedInstances).SeriesInstanceUID

@@ -15,6 +15,7 @@ from PySide6.QtCore import QTimer
 
 from tests.peers import WORKSTATION_AET, free_port
 from workstation.app import build, shutdown
+from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
 from workstation.core.net.node import Node
 from workstation.core.settings import Settings, load_settings, save_settings
@@ -104,6 +105,10 @@ def test_search_streams_rows_then_expand_retrieve_and_open(qtbot, make_window, o
     assert counts == [1, 140]
     assert {browser.series_table.item(r, 5).text() for r in range(2)} == {"remote"}
     assert browser.retrieve_button.isEnabled() and not browser.delete_button.isEnabled()
+    # Each remote series gets a preview, its middle image fetched into memory: the cache stays empty.
+    qtbot.waitUntil(lambda: browser.series_table.thumbnail_count() == 2, timeout=20000)
+    assert win.network.cache.studies(QueryFilter(StudyInstanceUID=study.StudyInstanceUID)) == []
+    assert where(browser, study.StudyInstanceUID) == "remote"
 
     # Retrieve: the transfer's progress bar reaches the end and the study turns to "both".
     browser.retrieve_button.click()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model.display_set import DisplaySet, display_set_for
 from workstation.core.pixels.image import ImageSource
-from workstation.core.pixels.render import render
+from workstation.core.pixels.render import thumbnail
 from workstation.services.jobs import Job, JobRunner
 
 
@@ -81,11 +80,6 @@ class CacheService(QObject):
             instances = self.cache.instances(series_uid)
             if not instances:
                 raise LookupError(f"series {series_uid} has no images in the cache")
-            middle = instances[len(instances) // 2]
-            source = ImageSource.open(middle.path)
-            frame = max(1, source.number_of_frames) // 2
-            buffer = render(source, frame)
-            step = max(1, -(-max(buffer.shape[:2]) // size))
-            return np.ascontiguousarray(buffer[::step, ::step])
+            return thumbnail(ImageSource.open(instances[len(instances) // 2].path), size)
 
         return self.runner.submit("thumbnail", work)

@@ -28,11 +28,15 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model import Series, Study
 from workstation.core.net.echo import echo
+from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import FindOutcome, find
 from workstation.core.net.node import Node
-from workstation.core.net.retrieve import RetrieveReport, retrieve
+from workstation.core.net.preview import fetch_preview
+from workstation.core.net.retrieve import RetrieveReport, processes_by_default, retrieve
 from workstation.core.net.send import SendReport, instances_to_send, send
 from workstation.core.net.storage_scp import StorageServer
+from workstation.core.pixels.image import ImageSource
+from workstation.core.pixels.render import thumbnail
 from workstation.core.settings import Settings, save_settings
 from workstation.core.tasks import Cancelled
 from workstation.services.jobs import Job, JobRunner
@@ -311,6 +315,17 @@ class NetworkService(QObject):
             "C-GET retrieval still work; choose another port in Tools > Nodes and network."))
         return job
 
+    def prepare_retrieval(self, delay_ms: int = 1500) -> None:
+        """Start the retrieval worker processes a moment after start-up (off the UI thread), so the
+        first C-GET does not wait for them and the window does not wait for them either."""
+        associations = self.settings.retrieve_associations
+
+        def start() -> None:
+            if not self._closed and processes_by_default():
+                self.runner.submit("retrieval workers", lambda progress, cancel: shared_pool(associations).prestart())
+
+        QTimer.singleShot(delay_ms, self, start)
+
     def _on_server_state(self, text: str | None) -> None:
         if text is None:
             return
@@ -380,6 +395,16 @@ class NetworkService(QObject):
             return [(s, local.get(s.SeriesInstanceUID, 0)) for s in remote]
 
         return self.runner.submit(f"List series on {node.name}", work)
+
+    def preview(self, node: Node, study_uid: str, series_uid: str, size: int = 96) -> Job:
+        """A thumbnail (uint8 array) of a series the cache lacks: its middle image fetched into memory."""
+        own = self.settings.ae_title
+
+        def work(progress, cancel):
+            ds = fetch_preview(node, own, study_uid, series_uid, cancel)
+            return thumbnail(ImageSource.from_dataset(ds), size)
+
+        return self.runner.submit(f"Preview from {node.name}", work)
 
     # --- transfers ----------------------------------------------------------------------------
 

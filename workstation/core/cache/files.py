@@ -14,7 +14,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from workstation.core.cache.parse import Parsed, parse_fd
+from workstation.core.cache.parse import Parsed, parse_fd, parse_instance
 from workstation.core.cache.reports import CacheError, Rejection
 
 _COMPARE_BLOCK = 1 << 20
@@ -45,7 +45,24 @@ _temp_counter = itertools.count()
 
 def temp_name(final: Path) -> Path:
     """A hidden name beside `final`: unique per process without a system call (O_EXCL catches the rest)."""
-    return final.parent / f".{final.name}.{_TEMP_PREFIX}{os.getpid():x}.{next(_temp_counter)}.tmp"
+    return final.parent / f".{final.name}.{_TEMP_PREFIX}.{os.getpid():x}.{next(_temp_counter)}.tmp"
+
+
+def remove_temps_of(files_root: str, study: str, pid: int, keep: set[str] = frozenset()) -> int:
+    """Delete what process `pid` left under temporary names in one study's folder (it died while
+    writing), but the paths in `keep`; returns how many. Other processes' files are left alone."""
+    owner = f"{pid:x}"
+    removed = 0
+    for dirpath, _dirs, names in os.walk(Path(files_root) / study_dir(study)):
+        for name in names:
+            parts = name.rsplit(".", 3)
+            path = os.path.join(dirpath, name)
+            if name.startswith(".") and len(parts) == 4 and parts[3] == "tmp" and parts[1] == owner \
+                    and path not in keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+                    removed += 1
+    return removed
 
 
 def write_temp(final: Path, data: bytes, durable: bool) -> Path:
@@ -155,6 +172,23 @@ def stage_file(path: str, files_root: str, durable: bool = False, folders: set |
     finally:
         os.close(src)
     p.staged = str(tmp)
+    p.data = b""
+    return p
+
+
+def stage_bytes(data: bytes, files_root: str, folders: set | None = None) -> Parsed:
+    """Receive step for one instance held in memory: check its header and write it under a temporary
+    name in its final folder, without an fsync (the sender keeps its copy until the batch commits).
+
+    Raises CacheError when the instance is refused, OSError when it cannot be written.
+    """
+    p = parse_instance(data)
+    final = Path(files_root) / relative_path(p.study, p.series, p.sop)
+    if folders is None or final.parent not in folders:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if folders is not None:
+            folders.add(final.parent)
+    p.staged = str(write_temp(final, p.data, durable=False))
     p.data = b""
     return p
 

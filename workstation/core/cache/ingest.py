@@ -140,6 +140,18 @@ class Ingest(CacheCore):
                 outcomes.append("")
             except CacheError as exc:
                 outcomes.append(exc)
+        self._store_batch(parsed, outcomes)
+        return outcomes
+
+    def ingest_staged(self, items: list[Parsed]) -> list[str | CacheError | OSError]:
+        """Store instances a receiving process already checked and wrote under temporary names in their
+        final folders (`files.stage_bytes`), as `ingest_many` does; a refused one's file is removed."""
+        outcomes: list[str | CacheError | OSError] = [""] * len(items)
+        self._store_batch(list(enumerate(items)), outcomes)
+        return outcomes
+
+    def _store_batch(self, parsed: list[tuple[int, Parsed]], outcomes: list) -> None:
+        """Duplicate checks in one query, files placed in order, rows in one transaction."""
         pending: list = []
         with contextlib.ExitStack() as stack:
             for stripe in sorted({stripe_index(p.study) for _, p in parsed}):
@@ -156,10 +168,12 @@ class Ingest(CacheCore):
                         placed.add(p.sop)
                     except (CacheError, OSError) as exc:
                         outcomes[i] = exc
+                        if p.staged:
+                            with contextlib.suppress(OSError):
+                                os.unlink(p.staged)
             finally:
                 self._flush(pending, commit=False)
                 self._commit()
-        return outcomes
 
     def ingest_file(self, path: str | os.PathLike[str]) -> str:
         """Store one file; raises CacheError(reason) when it is refused."""

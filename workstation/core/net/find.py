@@ -197,6 +197,41 @@ def study_sop_classes(node: Node, own_aet: str, study_uid: str) -> tuple[str, ..
     return tuple(dict.fromkeys(classes))
 
 
+def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
+                  cancel: CancelToken | None = None, numbered: bool = False) -> list:
+    """The SOP Instance UIDs of one series (with `numbered`, (UID, Instance Number or None) pairs).
+
+    The cheapest listing a PACS can give: Orthanc answers it from its index (0.06 s for 140
+    instances) but reads every file when asked for the SOP Class UID as well (0.17 s).
+    """
+    model = (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
+             else StudyRootQueryRetrieveInformationModelFind)
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "IMAGE"
+    if node.model == "patient":
+        ds.PatientID = None
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.SOPInstanceUID = None
+    if numbered:
+        ds.InstanceNumber = None
+    listed: list = []
+    with associate(node, own_aet, [model]) as assoc:
+        context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
+        responses = assoc.send_c_find(ds, model, msg_id=1)
+        for status, found in responses:
+            if not status or "Status" not in status or status.Status not in PENDING:
+                break
+            if cancel is not None and cancel.cancelled:
+                assoc.send_c_cancel(1, context_id)
+                _drain(responses)
+                break
+            uid = _text(found, "SOPInstanceUID") if found is not None else ""
+            if uid:
+                listed.append((uid, _int(found, "InstanceNumber")) if numbered else uid)
+    return listed
+
+
 def _drain(responses) -> None:
     """Read the responses still in flight after C-CANCEL, up to the final one."""
     for status, _found in responses:

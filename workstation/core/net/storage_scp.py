@@ -12,7 +12,9 @@ answer, so writing (fsync included) no longer adds to every round trip.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -61,21 +63,24 @@ Committed = Callable[[str, str, int, int, float], None]
 class IngestQueue:
     """Commits received instances in arrival order on one thread, off the network threads.
 
-    `put` returns at once; `join` waits until everything put so far is committed (or refused).
+    Items are received bytes, or with `staged` instances a worker process already checked and wrote
+    under temporary names (`Parsed`). `put` returns at once; `join` waits until everything put so far
+    is committed (or refused).
     After a write fails for lack of space or permissions, `failing` is set so that handlers can
     answer Out of Resources instead of accepting more.
     """
 
-    def __init__(self, cache: Cache, committed: Committed) -> None:
+    def __init__(self, cache: Cache, committed: Committed, staged: bool = False) -> None:
         self.cache = cache
         self.committed = committed
+        self._store = cache.ingest_staged if staged else cache.ingest_many
         self.failing = False
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
-    def put(self, data: bytes, sop: str, source: str, arrived: float) -> None:
-        self._queue.put((data, sop, source, arrived))
+    def put(self, item, sop: str, source: str, arrived: float) -> None:
+        self._queue.put((item, sop, source, arrived))
 
     def join(self) -> None:
         self._queue.join()
@@ -102,12 +107,16 @@ class IngestQueue:
 
     def _commit(self, batch: list) -> None:
         try:
-            outcomes = self.cache.ingest_many([data for data, *_ in batch])
+            outcomes = self._store([item for item, *_ in batch])
         except Exception as exc:  # the index itself failed: every instance of the batch is refused
             log.exception("committing received instances failed")
             outcomes = [exc] * len(batch)
-        for (data, sop, source, arrived), outcome in zip(batch, outcomes, strict=True):
-            status, size = _status(outcome, source, len(data))
+            for item, *_ in batch:
+                if getattr(item, "staged", ""):
+                    with contextlib.suppress(OSError):
+                        os.unlink(item.staged)
+        for (item, sop, source, arrived), outcome in zip(batch, outcomes, strict=True):
+            status, size = _status(outcome, source, len(item) if isinstance(item, bytes | bytearray) else item.size)
             if status == STATUS_OUT_OF_RESOURCES:
                 self.failing = True
             try:

@@ -83,3 +83,11 @@ class FrameRenderer:
 def render(source: ImageSource, frame: int = 0, window: Window | None = None) -> np.ndarray:
     """The 8-bit display buffer; window None: first file window, else VOI LUT Sequence, else full range."""
     return FrameRenderer(source, frame).render(window)
+
+
+def thumbnail(source: ImageSource, size: int) -> np.ndarray:
+    """The middle frame rendered with its own window, subsampled to about `size` pixels a side."""
+    frame = max(1, source.number_of_frames) // 2
+    buffer = render(source, frame)
+    step = max(1, -(-max(buffer.shape[:2]) // size))
+    return np.ascontiguousarray(buffer[::step, ::step])

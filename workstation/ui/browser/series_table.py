@@ -1,8 +1,10 @@
 """The series of the selected study: number, modality, description, images, where, a thumbnail.
 
 Series come from the cache or, for a node's study, from a C-FIND beside the cache's counts
-(both asked of the services); thumbnails of the local ones are rendered by the cache service
-and kept per series, so listing a study again shows them at once.
+(both asked of the services). Thumbnails of series in the cache are rendered by the cache
+service; those of series only on the node come from their middle image, fetched into memory by
+the network service (the cache is not touched). Both are kept per series, so listing a study
+again shows them at once.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class SeriesTableWidget(QTableWidget):
         self.cache = cache
         self.network = network
         self._job: Job | None = None
+        self._node: Node | None = None
+        self._study_uid = ""
         self._thumbs: dict[str, QPixmap] = {}
         self._thumb_jobs: dict[str, Job] = {}
         self.setHorizontalHeaderLabels(["", "#", "Modality", "Description", "Images", "Where"])
@@ -54,6 +58,8 @@ class SeriesTableWidget(QTableWidget):
         else:
             job = self.network.series(node, study.StudyInstanceUID)
         self._job = job
+        self._node = node
+        self._study_uid = study.StudyInstanceUID
         job.succeeded.connect(self._on_listed)
         job.failed.connect(self._on_failed)
 
@@ -89,21 +95,33 @@ class SeriesTableWidget(QTableWidget):
             thumb = self.item(row, 0)
             if s.SeriesInstanceUID in self._thumbs:
                 thumb.setIcon(QIcon(self._thumbs[s.SeriesInstanceUID]))
-            elif local > 0:
+            elif local > 0 or (self._node is not None and self.network is not None):
                 thumb.setText("…")
-                self._request_thumbnail(s.SeriesInstanceUID)
+                thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self._request_thumbnail(s.SeriesInstanceUID, remote=local == 0)
             else:
                 thumb.setText("—")
                 thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                thumb.setToolTip("Not in the cache yet: retrieve the series to see it")
 
-    def _request_thumbnail(self, series_uid: str) -> None:
+    def _request_thumbnail(self, series_uid: str, remote: bool = False) -> None:
         if series_uid in self._thumb_jobs:
             return
-        job = self.cache.thumbnail(series_uid, THUMB)
+        if remote:
+            job = self.network.preview(self._node, self._study_uid, series_uid, THUMB)
+            job.failed.connect(lambda message, uid=series_uid: self._on_thumbnail_failed(uid, message))
+        else:
+            job = self.cache.thumbnail(series_uid, THUMB)
         self._thumb_jobs[series_uid] = job
         job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
         job.ended.connect(lambda uid=series_uid: self._thumb_jobs.pop(uid, None))
+
+    def _on_thumbnail_failed(self, series_uid: str, message: str) -> None:
+        """No preview from the node: a dash, and the reason where the user can find it."""
+        for row in range(self.rowCount()):
+            item = self.item(row, 0)
+            if item is not None and item.data(SERIES_ROLE) == series_uid:
+                item.setText("—")
+                item.setToolTip(f"No preview: {message}")
 
     def _on_thumbnail(self, series_uid: str, buffer) -> None:
         pixmap = QPixmap.fromImage(qimage_from(buffer)).scaled(

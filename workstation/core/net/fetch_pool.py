@@ -1,0 +1,204 @@
+"""The pool of retrieval worker processes, kept warm between retrievals.
+
+C-GET units run in `fetch_worker` processes so that retrieval uses every core (pynetdicom holds
+the GIL for most of each received instance). Workers are made once and reused: from a process
+with no other threads (the command line) they are forked, which takes milliseconds; from the GUI
+they come from a fork server started early, so the first retrieval does not wait for a fresh
+interpreter to import pydicom and pynetdicom.
+
+A worker that dies in the middle of a unit is replaced; its unit reports the loss in words, and
+everything it had already staged is committed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import multiprocessing
+import threading
+from collections.abc import Callable, Iterator
+
+from workstation.core.cache.files import remove_temps_of
+from workstation.core.net import fetch_worker
+from workstation.core.net.association import NetworkError
+from workstation.core.net.node import Node
+from workstation.core.net.transfer import CancelFlag, Unit, UnitOutcome
+
+Staged = Callable[[object, float], None]
+"""staged(Parsed, arrival time): an instance the worker checked and wrote under a temporary name."""
+Refused = Callable[[str, int, str], None]
+"""refused(SOP Instance UID, C-STORE status, reason)."""
+
+
+class _Worker:
+    def __init__(self, process, conn) -> None:
+        self.process = process
+        self.conn = conn
+        self.reusable = True
+        """False once the worker is mid-unit with nobody reading it, or gone."""
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+
+
+def _context():
+    """fork from a single-threaded process (cheap and safe there), else the fork server."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["workstation.core.net.fetch_worker"])
+    return context
+
+
+class FetchPool:
+    """Up to `size` worker processes; `run` sends one unit to an idle one and relays what it reports."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = max(1, size)
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+        self._count = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def _spawn(self) -> _Worker:
+        context = _context()
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(target=fetch_worker.serve, args=(child,), name="retrieve-worker", daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def prestart(self, count: int | None = None) -> None:
+        """Start workers now (up to `count`, default the pool's size) so that the first retrieval finds them."""
+        wanted = min(self.size, count or self.size)
+        while True:
+            with self._cond:
+                if self._closed or self._count >= wanted:
+                    return
+                self._count += 1
+            try:
+                worker = self._spawn()
+            except Exception:
+                with self._cond:
+                    self._count -= 1
+                raise
+            with self._cond:
+                self._idle.append(worker)
+                self._cond.notify()
+
+    @contextlib.contextmanager
+    def _worker(self) -> Iterator[_Worker]:
+        with self._cond:
+            while not self._idle and self._count >= self.size and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                raise NetworkError("the retrieval workers are shutting down")
+            worker = self._idle.pop() if self._idle else None
+            if worker is None:
+                self._count += 1
+        if worker is None:
+            try:
+                worker = self._spawn()
+            except Exception as exc:
+                self._lost()
+                raise NetworkError(f"cannot start a retrieval worker process: {exc}") from None
+        worker.reusable = False
+        with self._cond:
+            self._busy.add(worker)
+        try:
+            yield worker
+        finally:
+            with self._cond:
+                self._busy.discard(worker)
+            if worker.reusable and worker.process.is_alive():
+                with self._cond:
+                    self._idle.append(worker)
+                    self._cond.notify()
+            else:
+                worker.close()
+                self._lost()
+
+    def _lost(self) -> None:
+        with self._cond:
+            self._count -= 1
+            self._cond.notify()
+
+    def run(self, node: Node, own_aet: str, unit: Unit, files_root: str, staged: Staged, refused: Refused,
+            cancel: CancelFlag) -> UnitOutcome:
+        """Run one C-GET unit in a worker; raises NetworkError when it could not run or its worker died."""
+        with self._worker() as worker:
+            conn = worker.conn
+            try:
+                conn.send(("unit", node, own_aet, unit, files_root))
+            except OSError:
+                worker.process.kill()
+                raise NetworkError("the retrieval worker process could not be reached; retrieve again") from None
+            cancel_sent = False
+            reported: set[str] = set()
+            while True:
+                if cancel.cancelled and not cancel_sent:
+                    with contextlib.suppress(OSError):
+                        conn.send(("cancel",))
+                    cancel_sent = True
+                try:
+                    if not conn.poll(0.05):
+                        if not worker.process.is_alive():
+                            raise EOFError
+                        continue
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    worker.process.join(1)
+                    remove_temps_of(files_root, unit.study_uid, worker.process.pid, reported)
+                    raise NetworkError(
+                        f"the retrieval worker process stopped unexpectedly (exit code {worker.process.exitcode}); "
+                        "what arrived is kept; retrieve again to fetch the rest") from None
+                kind = message[0]
+                if kind == "staged":
+                    reported.add(message[1].staged)
+                    staged(message[1], message[2])
+                elif kind == "refused":
+                    refused(message[1], message[2], message[3])
+                else:
+                    worker.reusable = True
+                    if kind == "done":
+                        return message[1]
+                    raise NetworkError(message[1])
+
+    def pids(self, busy_only: bool = False) -> list[int]:
+        """The process IDs of the workers (those running a unit now, with `busy_only`)."""
+        with self._cond:
+            workers = list(self._busy) + ([] if busy_only else self._idle)
+        return [w.process.pid for w in workers]
+
+    def close(self) -> None:
+        """End the idle workers (their pipes close, they exit); busy ones end with their unit."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for worker in idle:
+            worker.close()
+        for worker in idle:
+            worker.process.join(2)
+            if worker.process.is_alive():
+                worker.process.kill()
+
+
+_shared: FetchPool | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_pool(size: int) -> FetchPool:
+    """The process-wide pool, grown to at least `size` workers."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = FetchPool(size)
+            atexit.register(_shared.close)
+        elif _shared.size < size:
+            with _shared._cond:
+                _shared.size = size
+                _shared._cond.notify_all()
+        return _shared

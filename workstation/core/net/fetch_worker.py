@@ -1,0 +1,142 @@
+"""A retrieval worker process: runs C-GET units over its own associations, on its own interpreter.
+
+pynetdicom spends about 4 ms of Python on every received instance (35 PDUs of 16 KiB for a CT
+slice, three DIMSE messages), all under one GIL, so threads in one process cannot use a second
+core. A worker runs one unit at a time: it answers each C-STORE at once, and a second thread
+checks the instance's header and writes its bytes under a temporary name in the final cache
+folder (`files.stage_bytes`). The main process then only renames the file into place and writes
+its index row, in batches.
+
+The parent talks over a duplex pipe. To the worker: ("unit", node, own_aet, unit, files_root),
+("cancel",), or EOF (the parent is gone or closed the pool). To the parent: ("staged", Parsed,
+arrived), ("refused", sop, status, reason), then ("done", UnitOutcome) or ("error", text).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+
+from workstation.core.cache import CacheError
+from workstation.core.cache.files import stage_bytes
+from workstation.core.net.association import NetworkError
+from workstation.core.net.storage_scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.transfer import run_unit
+
+
+class _Flag:
+    """The cancel flag of the unit running now, set by the pipe reader."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+
+class _Stager:
+    """Checks and writes received instances in arrival order on a thread of the worker."""
+
+    def __init__(self, send) -> None:
+        self.send = send
+        self.failing = False
+        self._folders: set = set()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="stager", daemon=True).start()
+
+    def put(self, data: bytes, sop: str, arrived: float, files_root: str) -> None:
+        with self._lock:
+            self._pending += 1
+            self._idle.clear()
+        self._queue.put((data, sop, arrived, files_root))
+
+    def wait_idle(self) -> None:
+        self._idle.wait()
+
+    def _run(self) -> None:
+        while True:
+            data, sop, arrived, files_root = self._queue.get()
+            try:
+                parsed = stage_bytes(data, files_root, self._folders)
+            except CacheError as exc:
+                self.send(("refused", sop, STATUS_CANNOT_UNDERSTAND, str(exc)))
+            except OSError as exc:
+                self.failing = True
+                self.send(("refused", sop, STATUS_OUT_OF_RESOURCES, f"cannot be stored: {exc.strerror or exc}"))
+            else:
+                self.send(("staged", parsed, arrived))
+            with self._lock:
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.set()
+
+
+def serve(conn) -> None:
+    """The worker's main loop: one unit at a time until the pipe closes."""
+    _die_with_parent()
+    send_lock = threading.Lock()
+
+    def send(message) -> None:
+        with send_lock:
+            conn.send(message)
+
+    units: queue.SimpleQueue = queue.SimpleQueue()
+    flag = _Flag()
+
+    def read() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                flag.cancelled = True
+                units.put(None)
+                return
+            if message[0] == "cancel":
+                flag.cancelled = True
+            else:
+                units.put(message)
+
+    threading.Thread(target=read, name="pipe", daemon=True).start()
+    stager = _Stager(send)
+    while (message := units.get()) is not None:
+        _, node, own_aet, unit, files_root = message
+        flag.cancelled = False
+        stager.failing = False
+
+        def on_store(event, arrived: float, files_root=files_root) -> int:
+            if stager.failing:
+                return STATUS_OUT_OF_RESOURCES
+            stager.put(encoded(event), str(event.request.AffectedSOPInstanceUID), arrived, files_root)
+            return 0x0000
+
+        try:
+            outcome = run_unit(node, own_aet, unit, "get", on_store, flag)
+        except NetworkError as exc:
+            stager.wait_idle()
+            send(("error", str(exc)))
+        except Exception as exc:  # a bug here must reach the user as words, and the worker lives on
+            stager.wait_idle()
+            send(("error", f"the retrieval worker failed: {type(exc).__name__}: {exc}"))
+        else:
+            stager.wait_idle()
+            send(("done", outcome))
+    os._exit(0)
+
+
+def _die_with_parent() -> None:
+    """A kill -9 of the workstation must not leave a worker holding an association open (Linux)."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform != "linux":
+        return
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)
+
