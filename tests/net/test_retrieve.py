@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -163,3 +164,20 @@ def _worker_pids() -> list[int]:
 def _big_series(node: Node, uid: str) -> str:
     return max(find(node, WORKSTATION_AET, "series", QueryFilter(StudyInstanceUID=uid)),
                key=lambda s: s.NumberOfSeriesRelatedInstances).SeriesInstanceUID
+
+
+def test_idle_workers_that_died_are_replaced_without_an_error(node, cache):
+    """Workers killed while idle (by hand, or the out-of-memory killer) are found dead and replaced."""
+    import os
+    import signal
+
+    from workstation.core.net.fetch_pool import shared_pool
+
+    pool = shared_pool(2)
+    pool.prestart(2)
+    victims = pool.pids()
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    report = retrieve(node, WORKSTATION_AET, cache, study_uid(node, "A002304"), associations=2)
+    assert report.errors == [] and report.completed == 3

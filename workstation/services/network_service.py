@@ -200,13 +200,16 @@ class Transfer(QObject):
             self.speed = self.bytes / report.seconds / 1e6
         self.error = "; ".join(problems)
         self.state = FAILED if problems else DONE
+        self.changed.emit()
 
     def _on_failed(self, message: str) -> None:
         self.error = message
         self.state = FAILED
+        self.changed.emit()
 
     def _on_cancelled(self) -> None:
         self.state = CANCELLED
+        self.changed.emit()
 
     def _on_ended(self) -> None:
         if not self.finished:

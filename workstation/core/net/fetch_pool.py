@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import multiprocessing
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -43,8 +44,10 @@ class _Worker:
 
 
 def _context():
-    """fork from a single-threaded process (cheap and safe there), else the fork server."""
-    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+    """fork from a single-threaded process without Qt (cheap and safe there), else the fork server:
+    Qt's own threads are not Python threads, so `active_count` does not see them."""
+    if (threading.active_count() == 1 and "PySide6.QtCore" not in sys.modules
+            and "fork" in multiprocessing.get_all_start_methods()):
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["workstation.core.net.fetch_worker"])
@@ -95,7 +98,13 @@ class FetchPool:
                 self._cond.wait()
             if self._closed:
                 raise NetworkError("the retrieval workers are shutting down")
-            worker = self._idle.pop() if self._idle else None
+            worker = None
+            while self._idle and worker is None:
+                worker = self._idle.pop()
+                if not worker.process.is_alive():   # died while idle (killed, out of memory): replace it
+                    worker.close()
+                    self._count -= 1
+                    worker = None
             if worker is None:
                 self._count += 1
         if worker is None:
@@ -112,7 +121,7 @@ class FetchPool:
         finally:
             with self._cond:
                 self._busy.discard(worker)
-            if worker.reusable and worker.process.is_alive():
+            if worker.reusable and worker.process.is_alive() and not self._closed:
                 with self._cond:
                     self._idle.append(worker)
                     self._cond.notify()

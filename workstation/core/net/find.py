@@ -19,6 +19,7 @@ from workstation.core.cache.query import QueryFilter
 from workstation.core.model import Instance, Series, Study
 from workstation.core.net.association import NetworkError, associate
 from workstation.core.net.node import Node
+from workstation.core.pixels.volume import header_value
 from workstation.core.tasks import CancelToken
 
 LEVELS = {"study": "STUDY", "series": "SERIES", "image": "IMAGE", "instance": "IMAGE"}
@@ -73,7 +74,9 @@ def identifier(level: str, query: QueryFilter) -> Dataset:
 
 
 def _text(ds: Dataset, key: str) -> str:
-    value = ds.get(key, "")
+    """A value as text, read from the raw bytes where it can (pydicom's conversion of every value of
+    every response was 40 % of a 5,000-study search); multiple values joined with backslashes."""
+    value = header_value(ds, key)
     if value is None:
         return ""
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -82,15 +85,18 @@ def _text(ds: Dataset, key: str) -> str:
 
 
 def _int(ds: Dataset, key: str) -> int | None:
+    value = header_value(ds, key)
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        value = value[0] if value else None
     try:
-        return int(ds.get(key)) if ds.get(key) not in (None, "") else None
+        return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
 
 
 def record(level: str, ds: Dataset) -> Study | Series | Instance:
     if level == "study":
-        modalities = ds.get("ModalitiesInStudy", "")
+        modalities = header_value(ds, "ModalitiesInStudy") or ""
         if isinstance(modalities, str):
             modalities = [m for m in modalities.split("\\") if m]
         return Study(
