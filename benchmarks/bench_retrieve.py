@@ -6,7 +6,8 @@ Studies (loaded into an Orthanc of our own, TCP_NODELAY=1 as for every peer):
   two series   the whole phantom study (140 slices + 1 localizer, 141 instances);
   four series  a study written for this run: the 140 slices copied into 4 series with fresh UIDs.
 Ours: `retrieve()` by C-GET (in worker processes, the default, and on threads of one process,
-the earlier design) and by C-MOVE into a fresh cache per run; `seconds` of its report (first
+the earlier design) and by C-MOVE (to a Storage SCP with receiver processes, the default, and on
+threads) into a fresh cache per run; `seconds` of its report (first
 association request of the plan to the last instance committed) and the latency from the first
 instance's arrival to its commit. The worker processes are started before the first run and
 kept, as the GUI keeps them. DCMTK: `getscu -S` writing to a folder, and `movescu`
@@ -36,7 +37,7 @@ from workstation.core.net.fetch_pool import shared_pool  # noqa: E402
 from workstation.core.net.find import find  # noqa: E402
 from workstation.core.net.node import Node  # noqa: E402
 from workstation.core.net.retrieve import retrieve  # noqa: E402
-from workstation.core.net.storage_scp import StorageServer  # noqa: E402
+from workstation.core.net.storage_scp import StorageServer, default_receivers  # noqa: E402
 
 STUDY = SAMPLES / "dcm_qa_ct" / "In" / "Philips" / "S21570"
 DCMTK_AET = "DCMTKSCP"
@@ -72,7 +73,8 @@ def ours(node: Node, study: str, series: list[str] | None, method: str, associat
     home = Path(tempfile.mkdtemp(dir=work))
     try:
         with Cache(home) as cache:
-            server = StorageServer(cache, WORKSTATION_AET, scp_port, host="127.0.0.1") if method == "move" else None
+            server = StorageServer(cache, WORKSTATION_AET, scp_port, host="127.0.0.1",
+                                   receivers=default_receivers() if processes else 0) if method == "move" else None
             if server is not None:
                 server.start()
             try:
@@ -156,7 +158,8 @@ def main() -> None:
             shared_pool(args.associations).prestart()
             rows = []
             latencies = []
-            variants = {"get": ("get", True), "get, threads": ("get", False), "move": ("move", False)}
+            variants = {"get": ("get", True), "get, threads": ("get", False), "move": ("move", True),
+                        "move, threads": ("move", False)}
             for name, study, series, count in cases:
                 times: dict[str, list[float]] = {key: [] for key in (*variants, "getscu", "movescu")}
                 for _ in range(args.runs):
@@ -168,7 +171,8 @@ def main() -> None:
                         latencies.append(latency)
                     times["getscu"].append(getscu(orthanc, study, series, work))
                     times["movescu"].append(movescu(orthanc, study, series, scp_dir))
-                for key, theirs_key in (("get", "getscu"), ("get, threads", "getscu"), ("move", "movescu")):
+                for key, theirs_key in (("get", "getscu"), ("get, threads", "getscu"), ("move", "movescu"),
+                                        ("move, threads", "movescu")):
                     mine, theirs = median(times[key]), median(times[theirs_key])
                     rows.append((name, f"C-{key.upper()}", f"{mine:.3f}", f"{theirs_key} {theirs:.3f}",
                                  f"{theirs / mine:.2f}x"))

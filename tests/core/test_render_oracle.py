@@ -11,6 +11,7 @@ are started for all files at once on a thread pool, each parametrized test waits
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import shutil
 import subprocess
@@ -81,7 +82,12 @@ def _explicit_window(renderer: FrameRenderer) -> Window:
 
 
 def _dcmtk(args: list[str], out: Path) -> np.ndarray:
-    proc = subprocess.run(["dcmj2pnm", *args, str(out)], capture_output=True, text=True, timeout=60)
+    try:
+        proc = subprocess.run(["dcmj2pnm", *args, str(out)], capture_output=True, text=True, timeout=60)
+    except OSError as exc:  # starting it failed (seen once: EFAULT from exec, four threads spawning at once)
+        if exc.errno != errno.EFAULT:
+            raise
+        proc = subprocess.run(["dcmj2pnm", *args, str(out)], capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"dcmj2pnm {' '.join(args)} failed: {proc.stderr.strip()}")
     return read_pnm(out)

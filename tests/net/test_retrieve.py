@@ -55,18 +55,20 @@ def pixel_bytes(data: bytes) -> bytes:
     return pydicom.dcmread(io.BytesIO(data)).PixelData
 
 
-@pytest.mark.parametrize(("method", "processes"), [("get", True), ("get", False), ("move", False)],
-                         ids=["get-in-worker-processes", "get-on-threads", "move"])
+@pytest.mark.parametrize(("method", "processes"), [("get", True), ("get", False), ("move", 2), ("move", 0)],
+                         ids=["get-in-worker-processes", "get-on-threads", "move-to-receiver-processes",
+                              "move-to-threads"])
 def test_retrieve_a_study_byte_identical(node, cache, orthanc, method, processes):
     uid = study_uid(node, "PLASTIC", instances=141)
     server = None
     if method == "move":
-        server = StorageServer(cache, WORKSTATION_AET, orthanc.workstation_port, host="127.0.0.1")
+        server = StorageServer(cache, WORKSTATION_AET, orthanc.workstation_port, host="127.0.0.1",
+                               receivers=processes)
         server.start()
     try:
         progress = []
-        report = retrieve(node, WORKSTATION_AET, cache, uid, method=method, server=server, processes=processes,
-                          progress=lambda d, t, m: progress.append((d, t)))
+        report = retrieve(node, WORKSTATION_AET, cache, uid, method=method, server=server,
+                          processes=bool(processes), progress=lambda d, t, m: progress.append((d, t)))
     finally:
         if server:
             server.stop()

@@ -245,7 +245,7 @@ def listen(args) -> int:
     import signal
     import threading
 
-    from workstation.core.net.storage_scp import StorageServer
+    from workstation.core.net.storage_scp import StorageServer, default_receivers
 
     settings = _settings(args)
     port = args.port or settings.port
@@ -253,7 +253,7 @@ def listen(args) -> int:
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     with _open_cache(args, settings) as cache:
         server = StorageServer(cache, settings.ae_title, port, host=args.host,
-                               allowed_calling_aets=settings.allowed_calling_aets)
+                               allowed_calling_aets=settings.allowed_calling_aets, receivers=default_receivers())
         try:
             server.start()
         except OSError as exc:

@@ -34,7 +34,7 @@ from workstation.core.net.node import Node
 from workstation.core.net.preview import fetch_preview
 from workstation.core.net.retrieve import RetrieveReport, processes_by_default, retrieve
 from workstation.core.net.send import SendReport, instances_to_send, send
-from workstation.core.net.storage_scp import StorageServer
+from workstation.core.net.storage_scp import StorageServer, default_receivers
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
 from workstation.core.settings import Settings, save_settings
@@ -305,7 +305,7 @@ class NetworkService(QObject):
                 if self.server is not None:
                     self.server.stop()
                     self.server = None
-                server = StorageServer(cache, aet, port, allowed_calling_aets=allowed)
+                server = StorageServer(cache, aet, port, allowed_calling_aets=allowed, receivers=default_receivers())
                 server.subscribe(self._on_pushed)
                 server.start()
                 self.server = server

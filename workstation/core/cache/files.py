@@ -176,9 +176,10 @@ def stage_file(path: str, files_root: str, durable: bool = False, folders: set |
     return p
 
 
-def stage_bytes(data: bytes, files_root: str, folders: set | None = None) -> Parsed:
+def stage_bytes(data: bytes, files_root: str, folders: set | None = None, durable: bool = False) -> Parsed:
     """Receive step for one instance held in memory: check its header and write it under a temporary
-    name in its final folder, without an fsync (the sender keeps its copy until the batch commits).
+    name in its final folder; `durable` (a push, whose sender may delete its copy) fsyncs the file,
+    a retrieval does not (the node keeps its copy until the batch commits).
 
     Raises CacheError when the instance is refused, OSError when it cannot be written.
     """
@@ -188,7 +189,7 @@ def stage_bytes(data: bytes, files_root: str, folders: set | None = None) -> Par
         final.parent.mkdir(parents=True, exist_ok=True)
         if folders is not None:
             folders.add(final.parent)
-    p.staged = str(write_temp(final, p.data, durable=False))
+    p.staged = str(write_temp(final, p.data, durable=durable))
     p.data = b""
     return p
 

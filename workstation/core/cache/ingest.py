@@ -23,6 +23,7 @@ from workstation.core.cache.parse import Parsed, parse_instance
 from workstation.core.cache.reports import CacheError, ImportReport, Rejection
 from workstation.core.cache.schema import INSTANCE_FIELDS
 from workstation.core.cache.sources import Entry, collect
+from workstation.core.children import as_child
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 BATCH_FILES = 200
@@ -143,14 +144,15 @@ class Ingest(CacheCore):
         self._store_batch(parsed, outcomes)
         return outcomes
 
-    def ingest_staged(self, items: list[Parsed]) -> list[str | CacheError | OSError]:
+    def ingest_staged(self, items: list[Parsed], durable: bool = False) -> list[str | CacheError | OSError]:
         """Store instances a receiving process already checked and wrote under temporary names in their
-        final folders (`files.stage_bytes`), as `ingest_many` does; a refused one's file is removed."""
+        final folders (`files.stage_bytes`), as `ingest_many` does; a refused one's file is removed.
+        `durable` (pushes, whose senders may delete their copies) fsyncs each folder after its rename."""
         outcomes: list[str | CacheError | OSError] = [""] * len(items)
-        self._store_batch(list(enumerate(items)), outcomes)
+        self._store_batch(list(enumerate(items)), outcomes, durable)
         return outcomes
 
-    def _store_batch(self, parsed: list[tuple[int, Parsed]], outcomes: list) -> None:
+    def _store_batch(self, parsed: list[tuple[int, Parsed]], outcomes: list, durable: bool = False) -> None:
         """Duplicate checks in one query, files placed in order, rows in one transaction."""
         pending: list = []
         with contextlib.ExitStack() as stack:
@@ -164,7 +166,7 @@ class Ingest(CacheCore):
                         self._flush(pending, commit=False)
                         old.update(self._old_rows([p.sop]))
                     try:
-                        outcomes[i] = self._place(p, old.get(p.sop), pending, batch=True)
+                        outcomes[i] = self._place(p, old.get(p.sop), pending, batch=not durable)
                         placed.add(p.sop)
                     except (CacheError, OSError) as exc:
                         outcomes[i] = exc
@@ -359,17 +361,6 @@ def _fork_is_safe() -> bool:
     return sys.platform == "linux" and threading.active_count() == 1
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: a kill -9 of the importing process must not leave workers staging files."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the call took effect
-        os._exit(1)
-
-
 def _prepared_in_processes(entries: list[Entry], files_root: str):
     """Yield (entry, Parsed | Rejection) in order, staging batches of files in forked processes."""
     import multiprocessing
@@ -378,7 +369,7 @@ def _prepared_in_processes(entries: list[Entry], files_root: str):
     workers = max(2, os.cpu_count() or 2)
     batches = [entries[i:i + PROCESS_BATCH] for i in range(0, len(entries), PROCESS_BATCH)]
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_die_with_parent,
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=as_child,
                              initargs=(os.getpid(),)) as pool:
         futures = collections.deque(
             (batch, pool.submit(files.stage_files, [e.path for e in batch], files_root)) for batch in batches

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import multiprocessing
-import sys
 import threading
 from collections.abc import Callable, Iterator
 
 from workstation.core.cache.files import remove_temps_of
+from workstation.core.children import start_context
 from workstation.core.net import fetch_worker
 from workstation.core.net.association import NetworkError
 from workstation.core.net.node import Node
@@ -39,19 +38,12 @@ class _Worker:
         """False once the worker is mid-unit with nobody reading it, or gone."""
 
     def close(self) -> None:
+        """Tell the worker to stop (a forked sibling may hold our end of the pipe, so EOF may never
+        reach it) and close our end."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(("stop",))
         with contextlib.suppress(OSError):
             self.conn.close()
-
-
-def _context():
-    """fork from a single-threaded process without Qt (cheap and safe there), else the fork server:
-    Qt's own threads are not Python threads, so `active_count` does not see them."""
-    if (threading.active_count() == 1 and "PySide6.QtCore" not in sys.modules
-            and "fork" in multiprocessing.get_all_start_methods()):
-        return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["workstation.core.net.fetch_worker"])
-    return context
 
 
 class FetchPool:
@@ -66,7 +58,7 @@ class FetchPool:
         self._closed = False
 
     def _spawn(self) -> _Worker:
-        context = _context()
+        context = start_context()
         parent, child = context.Pipe(duplex=True)
         process = context.Process(target=fetch_worker.serve, args=(child,), name="retrieve-worker", daemon=True)
         process.start()
@@ -134,13 +126,13 @@ class FetchPool:
             self._count -= 1
             self._cond.notify()
 
-    def run(self, node: Node, own_aet: str, unit: Unit, files_root: str, staged: Staged, refused: Refused,
-            cancel: CancelFlag) -> UnitOutcome:
-        """Run one C-GET unit in a worker; raises NetworkError when it could not run or its worker died."""
+    def run(self, node: Node, own_aet: str, unit: Unit, method: str, files_root: str, staged: Staged,
+            refused: Refused, cancel: CancelFlag) -> UnitOutcome:
+        """Run one C-GET or C-MOVE unit in a worker; raises NetworkError when it could not run or its worker died."""
         with self._worker() as worker:
             conn = worker.conn
             try:
-                conn.send(("unit", node, own_aet, unit, files_root))
+                conn.send(("unit", node, own_aet, unit, method, files_root))
             except OSError:
                 worker.process.kill()
                 raise NetworkError("the retrieval worker process could not be reached; retrieve again") from None

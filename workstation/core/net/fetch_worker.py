@@ -1,28 +1,29 @@
-"""A retrieval worker process: runs C-GET units over its own associations, on its own interpreter.
+"""A retrieval worker process: runs C-GET (and C-MOVE) units over its own associations, on its own interpreter.
 
 pynetdicom spends about 4 ms of Python on every received instance (35 PDUs of 16 KiB for a CT
 slice, three DIMSE messages), all under one GIL, so threads in one process cannot use a second
 core. A worker runs one unit at a time: it answers each C-STORE at once, and a second thread
 checks the instance's header and writes its bytes under a temporary name in the final cache
 folder (`files.stage_bytes`). The main process then only renames the file into place and writes
-its index row, in batches.
+its index row, in batches. A C-MOVE unit only sends the request and reads its pending responses
+here (the instances reach the Storage SCP's receivers), which keeps that work off the main process.
 
-The parent talks over a duplex pipe. To the worker: ("unit", node, own_aet, unit, files_root),
-("cancel",), or EOF (the parent is gone or closed the pool). To the parent: ("staged", Parsed,
+The parent talks over a duplex pipe. To the worker: ("unit", node, own_aet, unit, method, files_root),
+("cancel",), ("stop",), or EOF (the parent is gone). To the parent: ("staged", Parsed,
 arrived), ("refused", sop, status, reason), then ("done", UnitOutcome) or ("error", text).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
 
 from workstation.core.cache import CacheError
 from workstation.core.cache.files import stage_bytes
+from workstation.core.children import as_child
 from workstation.core.net.association import NetworkError
-from workstation.core.net.storage_scp import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.received import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
 from workstation.core.net.transfer import run_unit
 
 
@@ -76,7 +77,7 @@ class _Stager:
 
 def serve(conn) -> None:
     """The worker's main loop: one unit at a time until the pipe closes."""
-    _die_with_parent()
+    as_child()
     send_lock = threading.Lock()
 
     def send(message) -> None:
@@ -96,13 +97,17 @@ def serve(conn) -> None:
                 return
             if message[0] == "cancel":
                 flag.cancelled = True
+            elif message[0] == "stop":
+                flag.cancelled = True
+                units.put(None)
+                return
             else:
                 units.put(message)
 
     threading.Thread(target=read, name="pipe", daemon=True).start()
     stager = _Stager(send)
     while (message := units.get()) is not None:
-        _, node, own_aet, unit, files_root = message
+        _, node, own_aet, unit, method, files_root = message
         flag.cancelled = False
         stager.failing = False
 
@@ -113,7 +118,7 @@ def serve(conn) -> None:
             return 0x0000
 
         try:
-            outcome = run_unit(node, own_aet, unit, "get", on_store, flag)
+            outcome = run_unit(node, own_aet, unit, method, on_store if method == "get" else None, flag)
         except NetworkError as exc:
             stager.wait_idle()
             send(("error", str(exc)))
@@ -124,19 +129,4 @@ def serve(conn) -> None:
             stager.wait_idle()
             send(("done", outcome))
     os._exit(0)
-
-
-def _die_with_parent() -> None:
-    """A kill -9 of the workstation must not leave a worker holding an association open (Linux)."""
-    import ctypes
-    import signal
-    import sys
-
-    if sys.platform != "linux":
-        return
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
 

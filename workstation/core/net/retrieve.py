@@ -3,10 +3,10 @@
 The plan comes first: the series-level search says what the node has, and the cache says what
 is already local, so retrieving again fetches only what is missing (series the cache holds part
 of are listed image by image). The missing instances are split into units, a series each or
-image-level pieces of a series, that run over parallel associations: C-GET units in worker
-processes (`fetch_pool`), which use every core, C-MOVE units on threads, the instances arriving
-at our Storage SCP. What arrived stays when a transfer fails or is cancelled, and the report
-names what is still missing.
+image-level pieces of a series, that run over parallel associations in worker processes
+(`fetch_pool`), which use every core: a C-GET unit receives its instances there, a C-MOVE unit's
+instances arrive at our Storage SCP and its receiver processes. What arrived stays when a
+transfer fails or is cancelled, and the report names what is still missing.
 
 The node sends the next instance only after our C-STORE answer, so the answer goes out as soon as
 the bytes are in memory and an `IngestQueue` thread commits them meanwhile; the node keeps its
@@ -28,8 +28,10 @@ from workstation.core.cache import Cache, QueryFilter
 from workstation.core.net.association import NetworkError
 from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import find, instance_uids, study_sop_classes
+from workstation.core.net.ingest_queue import IngestQueue
 from workstation.core.net.node import Node
-from workstation.core.net.storage_scp import STATUS_OUT_OF_RESOURCES, IngestQueue, StorageServer, encoded
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.storage_scp import StorageServer, default_receivers
 from workstation.core.net.transfer import Unit, UnitOutcome, run_unit
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
@@ -235,16 +237,16 @@ def retrieve(
 ) -> RetrieveReport:
     """Fetch what the cache lacks of a study (or of the given series) from `node`.
 
-    C-GET units run in worker processes (`processes`, default on Linux) or on threads of this
-    process; C-MOVE units always on threads, the instances arriving at our Storage SCP. For
-    C-MOVE, `server` is the running Storage SCP; without one, one is started on `own_port` for
-    the duration. Raises Cancelled after a cancel (the report so far is on the exception).
+    Units run in worker processes (`processes`, default on Linux) or on threads of this process;
+    for C-MOVE the instances arrive at our Storage SCP: `server`, the running one, or one started
+    on `own_port` for the duration. Raises Cancelled after a cancel (the report so far is on the
+    exception).
     """
     cancel = cancel or CancelToken()
     method = method or node.method
     started = time.monotonic()
     pool = None
-    if method == "get" and (processes_by_default() if processes is None else processes):
+    if processes_by_default() if processes is None else processes:
         pool = shared_pool(associations)
         pool.prestart(associations)
     the_plan = plan(node, own_aet, cache, study_uid, series_uids, associations, cancel, split=pool is not None)
@@ -272,14 +274,14 @@ def retrieve(
     def run(unit: Unit) -> UnitOutcome:
         if pool is None:
             return run_unit(node, own_aet, unit, method, on_store if method == "get" else None, cancel)
-        return pool.run(node, own_aet, unit, str(cache.files),
+        return pool.run(node, own_aet, unit, method, str(cache.files),
                         staged=lambda parsed, when: writer.put(parsed, parsed.sop, source, when),
                         refused=lambda sop, status, reason: tally.committed(source, sop, status, 0, 0.0),
                         cancel=cancel)
 
     if method == "move":
         if server is None:
-            own_server = server = StorageServer(cache, own_aet, own_port)
+            own_server = server = StorageServer(cache, own_aet, own_port, receivers=default_receivers())
             own_server.start()
         server.subscribe(arrived, arrival=True)
     else:

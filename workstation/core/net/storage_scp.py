@@ -1,21 +1,25 @@
 """The workstation's Storage SCP: receives pushed studies and C-MOVE sub-operations into the cache.
 
-Handlers run on pynetdicom's association threads; they write the received bytes through the
-cache's one ingest (no decode and re-encode) and return a status, nothing else. Listeners
-(`on_stored`) hear of each instance once it is committed, so a retrieval or the GUI can count them.
+With `receivers` (what the workstation runs), the port is bound here and receiver processes
+accept the associations (`receivers`, `receiver`), so a PACS's parallel C-MOVE associations are
+served on several cores; they check and stage each instance, and this process commits them in
+batches. With none (tests, and where processes cannot be used), handlers run on pynetdicom's
+association threads here. Either way the received bytes are stored as received (no decode and
+re-encode), and listeners (`subscribe`) hear of each instance once it is committed, so a
+retrieval or the GUI can count them.
 
 A pushed instance is committed before we answer Success: the sender may delete its copy. An
-instance sent as a C-MOVE sub-operation (it names a move originator) is answered at once and committed by an
-`IngestQueue` thread: the PACS keeps its copy, and it sends the next instance only after our
+instance sent as a C-MOVE sub-operation (it names a move originator) is answered at once and
+committed meanwhile: the PACS keeps its copy, and it sends the next instance only after our
 answer, so writing (fsync included) no longer adds to every round trip.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +29,13 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.core.cache import Cache, CacheError
+from workstation.core.net.ingest_queue import IngestQueue, answer_status
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.receivers import ReceiverSet
 from workstation.core.net.transport import with_tuning
 
 log = logging.getLogger(__name__)
 
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_CANNOT_UNDERSTAND = 0xC000
 
 StoredCallback = Callable[[str, str, int], None]
 """on_stored(calling_aet, sop_uid, size)."""
@@ -42,118 +47,38 @@ def store_event(cache: Cache, event) -> tuple[int, str, int]:
     return status, (str(event.request.AffectedSOPInstanceUID) if status == 0x0000 else ""), size
 
 
-def encoded(event) -> bytes:
-    """The received instance as a Part-10 file: our file meta in front of the bytes as received."""
-    return event.encoded_dataset(include_meta=True)
-
-
 def ingest(cache: Cache, data: bytes, source: str) -> tuple[int, int]:
     """(status, size) of storing one received file durably; the status is the C-STORE answer it deserves."""
     try:
         cache.ingest_bytes(data, source=source)
     except (CacheError, OSError) as exc:
-        return _status(exc, source, 0)
+        return answer_status(exc, source, 0)
     return 0x0000, len(data)
 
 
-Committed = Callable[[str, str, int, int, float], None]
-"""committed(source, sop_uid, status, size, arrived): called on the writer thread after each ingest."""
-
-
-class IngestQueue:
-    """Commits received instances in arrival order on one thread, off the network threads.
-
-    Items are received bytes, or with `staged` instances a worker process already checked and wrote
-    under temporary names (`Parsed`). `put` returns at once; `join` waits until everything put so far
-    is committed (or refused).
-    After a write fails for lack of space or permissions, `failing` is set so that handlers can
-    answer Out of Resources instead of accepting more.
-    """
-
-    def __init__(self, cache: Cache, committed: Committed, staged: bool = False) -> None:
-        self.cache = cache
-        self.committed = committed
-        self._store = cache.ingest_staged if staged else cache.ingest_many
-        self.failing = False
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
-        self._thread.start()
-
-    def put(self, item, sop: str, source: str, arrived: float) -> None:
-        self._queue.put((item, sop, source, arrived))
-
-    def join(self) -> None:
-        self._queue.join()
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        closing = False
-        while not closing:
-            batch = [self._queue.get()]
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            if batch[-1] is None:
-                closing = True
-                batch.pop()
-            try:
-                if batch:
-                    self._commit(batch)
-            finally:
-                for _ in range(len(batch) + closing):
-                    self._queue.task_done()
-
-    def _commit(self, batch: list) -> None:
-        try:
-            outcomes = self._store([item for item, *_ in batch])
-        except Exception as exc:  # the index itself failed: every instance of the batch is refused
-            log.exception("committing received instances failed")
-            outcomes = [exc] * len(batch)
-            for item, *_ in batch:
-                if getattr(item, "staged", ""):
-                    with contextlib.suppress(OSError):
-                        os.unlink(item.staged)
-        for (item, sop, source, arrived), outcome in zip(batch, outcomes, strict=True):
-            status, size = _status(outcome, source, len(item) if isinstance(item, bytes | bytearray) else item.size)
-            if status == STATUS_OUT_OF_RESOURCES:
-                self.failing = True
-            try:
-                self.committed(source, sop, status, size, arrived)
-            except Exception:  # a listener's bug must not stop the commits behind it
-                log.exception("a listener of committed instances failed")
-
-
-BATCH = 32
-"""Most instances committed in one transaction: enough to amortise it, few enough to report progress often."""
-
-
-def _status(outcome, source: str, size: int) -> tuple[int, int]:
-    """The C-STORE answer an ingest outcome deserves, and the stored size."""
-    if isinstance(outcome, CacheError):
-        log.warning("refused an instance from %s: %s", source, outcome)
-        return STATUS_CANNOT_UNDERSTAND, 0
-    if isinstance(outcome, Exception):
-        log.error("cannot store an instance: %s", outcome)
-        return STATUS_OUT_OF_RESOURCES, 0
-    return 0x0000, size
+def default_receivers() -> int:
+    """Receiver processes for the Storage SCP the workstation runs: one per core (2 to 4) on Linux,
+    where they die with it; none elsewhere."""
+    return max(2, min(4, os.cpu_count() or 2)) if sys.platform == "linux" else 0
 
 
 class StorageServer:
     """A running Storage SCP on (host, port) with AE title `aet`; stop() ends it."""
 
     def __init__(self, cache: Cache, aet: str, port: int, host: str = "0.0.0.0",
-                 allowed_calling_aets: list[str] | None = None) -> None:
+                 allowed_calling_aets: list[str] | None = None, receivers: int = 0) -> None:
         self.cache = cache
         self.aet = aet
         self.port = port
         self.host = host
         self.allowed = {a.strip() for a in (allowed_calling_aets or []) if a.strip()}
+        self.receivers = receivers
         self.received = 0
         self._lock = threading.Lock()
         self._listeners: list[tuple[Callable, bool]] = []
         self._server: ThreadedAssociationServer | None = None
+        self._listener: socket.socket | None = None
+        self._processes: ReceiverSet | None = None
         self._writer: IngestQueue | None = None
 
     def subscribe(self, callback: StoredCallback, arrival: bool = False) -> None:
@@ -167,8 +92,13 @@ class StorageServer:
 
     def drain(self) -> None:
         """Wait until every instance received so far is committed (a retrieval calls this after its C-MOVE)."""
+        if self._processes is not None:
+            self._processes.drain()
         if self._writer is not None:
             self._writer.join()
+
+    def receiver_pids(self) -> list[int]:
+        return self._processes.pids() if self._processes is not None else []
 
     def _notify(self, calling: str, sop: str, status: int, size: int, arrived: float) -> None:
         if status != 0x0000:
@@ -196,6 +126,18 @@ class StorageServer:
         return status
 
     def start(self) -> None:
+        """Listen on the port; raises OSError in words when it cannot (a busy port, most often)."""
+        try:
+            if self.receivers:
+                self._start_receivers()
+            else:
+                self._start_threads()
+        except OSError as exc:
+            self.stop()
+            raise OSError(f"cannot listen on port {self.port}: {exc.strerror or exc} (is another "
+                          "workstation or storescp using it? change it with 'workstation config set port N')") from None
+
+    def _start_threads(self) -> None:
         ae = AE(ae_title=self.aet)
         ae.maximum_pdu_size = 0
         for context in AllStoragePresentationContexts:
@@ -204,19 +146,25 @@ class StorageServer:
         if self.allowed:  # others are rejected at association time: "calling AE title not recognised"
             ae.require_calling_aet = sorted(self.allowed)
         self._writer = IngestQueue(self.cache, self._notify)
-        try:
-            self._server = ae.start_server((self.host, self.port), block=False,
-                                           evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]))
-        except OSError as exc:
-            self._writer.close()
-            self._writer = None
-            raise OSError(f"cannot listen on port {self.port}: {exc.strerror or exc} (is another "
-                          "workstation or storescp using it? change it with 'workstation config set port N')") from None
+        self._server = ae.start_server((self.host, self.port), block=False,
+                                       evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]))
+
+    def _start_receivers(self) -> None:
+        self._listener = socket.create_server((self.host, self.port), backlog=64)
+        self._processes = ReceiverSet(self._listener, self.aet, self.allowed, str(self.cache.files), self.receivers)
+        self._processes.start(lambda: IngestQueue(self.cache, self._notify, staged=True))
+        self._writer = self._processes.writer
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+        if self._processes is not None:
+            self._processes.stop()
+            self._processes = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -1,0 +1,82 @@
+"""The Storage SCP on threads and in receiver processes: pushes, callers, echo, a dead receiver, a busy port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.peers import free_port, peer_env
+from workstation.core.cache import Cache
+from workstation.core.net.storage_scp import StorageServer
+
+MODES = pytest.mark.parametrize("receivers", [0, 2], ids=["threads", "receiver-processes"])
+
+
+def push(folder, port: int, calling: str = "STORESCU") -> subprocess.CompletedProcess:
+    return subprocess.run(["storescu", "-aet", calling, "-aec", "WSSCP", "127.0.0.1", str(port), "+sd", str(folder)],
+                          capture_output=True, text=True, env=peer_env())
+
+
+@MODES
+def test_a_push_is_committed_before_it_is_answered(tmp_path, samples, receivers):
+    port = free_port()
+    heard: list[tuple[str, str]] = []
+    with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WSSCP", port, host="127.0.0.1",
+                                                        receivers=receivers) as server:
+        server.subscribe(lambda calling, sop, size: heard.append((calling, sop)))
+        done = push(samples / "dcm_qa_ct/In/GE", port)
+        assert done.returncode == 0, done.stderr
+        # storescu has every answer: each instance was in the cache before its Success went out
+        assert server.received == 28 and len(heard) == 28 and {c for c, _ in heard} == {"STORESCU"}
+        assert cache.studies()[0].NumberOfStudyRelatedInstances == 28
+        assert cache.verify().ok
+        echo = subprocess.run(["echoscu", "-aec", "WSSCP", "127.0.0.1", str(port)], capture_output=True, env=peer_env())
+        assert echo.returncode == 0
+
+
+@MODES
+def test_only_the_allowed_calling_ae_titles_may_push(tmp_path, samples, receivers):
+    port = free_port()
+    with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WSSCP", port, host="127.0.0.1", receivers=receivers,
+                                                        allowed_calling_aets=["CT1"]) as server:
+        refused = push(samples / "dcm_qa_ct/In/GE", port, calling="INTRUDER")
+        assert refused.returncode != 0 and "Rejected" in refused.stderr
+        assert cache.studies() == [] and server.received == 0
+        accepted = push(samples / "dcm_qa_ct/In/GE", port, calling="CT1")
+        assert accepted.returncode == 0, accepted.stderr
+        assert server.received == 28
+
+
+def test_a_receiver_that_dies_is_replaced_and_receiving_goes_on(tmp_path, samples):
+    port = free_port()
+    with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WSSCP", port, host="127.0.0.1", receivers=2) as server:
+        victims = server.receiver_pids()
+        assert len(victims) == 2
+        os.kill(victims[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (len(server.receiver_pids()) < 2 or victims[0] in server.receiver_pids()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victims[0] not in server.receiver_pids() and len(server.receiver_pids()) == 2
+        done = push(samples / "dcm_qa_ct/In/GE", port)
+        assert done.returncode == 0, done.stderr
+        assert server.received == 28 and cache.verify().ok
+
+
+@MODES
+def test_a_busy_port_is_reported_in_words(tmp_path, receivers):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        with Cache(tmp_path / "ws") as cache:
+            server = StorageServer(cache, "WSSCP", busy.getsockname()[1], host="127.0.0.1", receivers=receivers)
+            with pytest.raises(OSError, match=r"cannot listen on port \d+: .*is another workstation or storescp using it"):
+                server.start()
+            assert server.receiver_pids() == []
+    finally:
+        busy.close()
