@@ -366,3 +366,27 @@ def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, mak
         search_node(qtbot, win.browser, "pacs", expect_rows=9)   # searching still works
     finally:
         busy.close()
+
+
+def test_the_series_list_follows_arrivals_without_asking_the_node_again(qtbot, make_window, orthanc, samples):
+    """While a study arrives, each series' Where counts its local images; the node is not asked for
+    the series again (re-asking on every arrival kept being superseded on a busy machine)."""
+    win = make_window(orthanc, [pacs_node(orthanc)])
+    browser = win.browser
+    search_node(qtbot, browser, "pacs")
+    select_study(qtbot, browser, lambda s: s.PatientID == PHANTOM and s.NumberOfStudyRelatedInstances == 141)
+    qtbot.waitUntil(lambda: browser.series_table.rowCount() == 2, timeout=15000)
+    asked = []
+    original = win.network.series
+    win.network.series = lambda *args: asked.append(args) or original(*args)
+    slices = sorted(p for p in (samples / "dcm_qa_ct/In/Philips/S21570/S2020").iterdir())[:10]
+    with qtbot.waitSignal(win.import_ended, timeout=60000):
+        win.import_paths([str(p) for p in slices])
+
+    def wheres() -> set[str]:
+        return {browser.series_table.item(r, 5).text() for r in range(browser.series_table.rowCount())}
+
+    qtbot.waitUntil(lambda: wheres() == {"remote", "both (10/140 local)"}, timeout=10000)
+    assert asked == []
+    qtbot.waitUntil(lambda: where(browser, browser.current_study().StudyInstanceUID) == "both (10/141 local)",
+                    timeout=10000)

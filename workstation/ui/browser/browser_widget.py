@@ -231,7 +231,10 @@ class BrowserWidget(QWidget):
             self._locality_job = job
             job.succeeded.connect(lambda local, uids=dirty: self._on_locality(uids, local))
         if current is not None and current.StudyInstanceUID in dirty:
-            self.series_table.list_series(current, self.current_node())
+            if self.current_node() is None:
+                self.series_table.list_series(current, None)
+            else:
+                self.series_table.refresh_local()
 
     def _on_locality(self, uids: set[str], local: dict[str, int]) -> None:
         for uid in uids:

@@ -35,6 +35,7 @@ class SeriesTableWidget(QTableWidget):
         self.cache = cache
         self.network = network
         self._job: Job | None = None
+        self._local_job: Job | None = None
         self._node: Node | None = None
         self._study_uid = ""
         self._thumbs: dict[str, QPixmap] = {}
@@ -66,7 +67,37 @@ class SeriesTableWidget(QTableWidget):
     def clear_series(self) -> None:
         """Empty the list; an answer still on its way for the old study is ignored."""
         self._job = None
+        self._local_job = None
         self.setRowCount(0)
+
+    def refresh_local(self) -> None:
+        """Instances of the listed study arrived: update the cache's counts (and Where) in place.
+
+        The node's part of the listing does not change while it retrieves; asking the node again on
+        every arrival kept superseding the answer before it came while the machine was busy, and
+        the Where column then said "remote" until the end.
+        """
+        if self._node is None or self._job is not None and self.rowCount() == 0:
+            return
+        if self._local_job is not None and self._local_job.running:
+            return
+        job = self.cache.series(self._study_uid)
+        self._local_job = job
+        job.succeeded.connect(self._on_local_counts)
+
+    def _on_local_counts(self, series: list) -> None:
+        if self.sender() is not self._local_job:
+            return
+        local = {s.SeriesInstanceUID: s.NumberOfSeriesRelatedInstances for s in series}
+        for row in range(self.rowCount()):
+            items = [self.item(row, col) for col in range(self.columnCount())]
+            if any(item is None for item in items):
+                continue
+            uid = items[0].data(SERIES_ROLE)
+            count = local.get(uid, 0)
+            for item in items:
+                item.setData(LOCAL_ROLE, count)
+            items[5].setText(where_it_is(int(items[4].text() or 0), count))
 
     def _on_failed(self, message: str) -> None:
         if self.sender() is self._job:
