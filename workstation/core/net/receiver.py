@@ -35,6 +35,9 @@ from workstation.core.children import as_child
 from workstation.core.net.received import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
 from workstation.core.net.transport import with_tuning
 
+REFUSE_AFTER_FAILURE = 5.0
+"""Seconds a receiver answers Out of Resources at once after a write failed (disk full, permissions),
+instead of accepting instances it cannot store; then it tries again."""
 PUSH_ANSWER_TIMEOUT = 60.0
 """Longest wait for the workstation to commit a pushed instance before answering Out of Resources."""
 
@@ -97,7 +100,7 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
 
     answers = _Answers()
     staging: queue.SimpleQueue = queue.SimpleQueue()
-    state = {"failing": False}
+    state = {"failing_until": 0.0}
     folders: set = set()
 
     def stage() -> None:
@@ -111,7 +114,7 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
             except CacheError as exc:
                 send(("refused", sop, STATUS_CANNOT_UNDERSTAND, str(exc), calling, token))
             except OSError as exc:
-                state["failing"] = True
+                state["failing_until"] = time.monotonic() + REFUSE_AFTER_FAILURE
                 send(("refused", sop, STATUS_OUT_OF_RESOURCES, f"cannot be stored: {exc.strerror or exc}",
                       calling, token))
             else:
@@ -123,7 +126,7 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
         sop = str(event.request.AffectedSOPInstanceUID)
         data = encoded(event)
         if event.request.MoveOriginatorApplicationEntityTitle:
-            if state["failing"]:
+            if time.monotonic() < state["failing_until"]:
                 return STATUS_OUT_OF_RESOURCES
             staging.put((data, sop, calling, arrived, None))
             return 0x0000
