@@ -21,6 +21,7 @@ from workstation.services.network_service import NetworkService, where_it_is
 from workstation.ui.viewer.viewport import qimage_from
 
 THUMB = 64
+PREVIEWS_AT_ONCE = 2
 SERIES_ROLE = Qt.ItemDataRole.UserRole
 LOCAL_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -40,6 +41,8 @@ class SeriesTableWidget(QTableWidget):
         self._study_uid = ""
         self._thumbs: dict[str, QPixmap] = {}
         self._thumb_jobs: dict[str, Job] = {}
+        self._previews_waiting: list[str] = []
+        self._previews_running: set[str] = set()
         self.setHorizontalHeaderLabels(["", "#", "Modality", "Description", "Images", "Where"])
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -68,6 +71,7 @@ class SeriesTableWidget(QTableWidget):
         """Empty the list; an answer still on its way for the old study is ignored."""
         self._job = None
         self._local_job = None
+        self._previews_waiting.clear()
         self.setRowCount(0)
 
     def refresh_local(self) -> None:
@@ -135,16 +139,33 @@ class SeriesTableWidget(QTableWidget):
                 thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
 
     def _request_thumbnail(self, series_uid: str, remote: bool = False) -> None:
-        if series_uid in self._thumb_jobs:
+        if series_uid in self._thumb_jobs or series_uid in self._previews_waiting:
             return
         if remote:
-            job = self.network.preview(self._node, self._study_uid, series_uid, THUMB)
-            job.failed.connect(lambda message, uid=series_uid: self._on_thumbnail_failed(uid, message))
-        else:
-            job = self.cache.thumbnail(series_uid, THUMB)
+            self._previews_waiting.append(series_uid)
+            self._next_previews()
+            return
+        job = self.cache.thumbnail(series_uid, THUMB)
         self._thumb_jobs[series_uid] = job
         job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
         job.ended.connect(lambda uid=series_uid: self._thumb_jobs.pop(uid, None))
+
+    def _next_previews(self) -> None:
+        """Fetch previews PREVIEWS_AT_ONCE at a time: each opens associations, and a PACS limits how many
+        one AE title may hold (a 20-series study would otherwise ask for 60 at once)."""
+        while self._previews_waiting and len(self._previews_running) < PREVIEWS_AT_ONCE:
+            series_uid = self._previews_waiting.pop(0)
+            job = self.network.preview(self._node, self._study_uid, series_uid, THUMB)
+            self._thumb_jobs[series_uid] = job
+            self._previews_running.add(series_uid)
+            job.failed.connect(lambda message, uid=series_uid: self._on_thumbnail_failed(uid, message))
+            job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
+            job.ended.connect(lambda uid=series_uid: self._on_preview_ended(uid))
+
+    def _on_preview_ended(self, series_uid: str) -> None:
+        self._thumb_jobs.pop(series_uid, None)
+        self._previews_running.discard(series_uid)
+        self._next_previews()
 
     def _on_thumbnail_failed(self, series_uid: str, message: str) -> None:
         """No preview from the node: a dash, and the reason where the user can find it."""
