@@ -19,11 +19,9 @@ import os
 import queue
 import threading
 
-from workstation.core.cache import CacheError
-from workstation.core.cache.files import stage_bytes
 from workstation.core.children import as_child
 from workstation.core.net.association import NetworkError
-from workstation.core.net.received import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, stage
 from workstation.core.net.transfer import run_unit
 
 
@@ -60,15 +58,12 @@ class _Stager:
     def _run(self) -> None:
         while True:
             data, sop, arrived, files_root = self._queue.get()
-            try:
-                parsed = stage_bytes(data, files_root, self._folders)
-            except CacheError as exc:
-                self.send(("refused", sop, STATUS_CANNOT_UNDERSTAND, str(exc)))
-            except OSError as exc:
-                self.failing = True
-                self.send(("refused", sop, STATUS_OUT_OF_RESOURCES, f"cannot be stored: {exc.strerror or exc}"))
-            else:
+            parsed, status, reason = stage(data, files_root, self._folders)
+            if parsed is not None:
                 self.send(("staged", parsed, arrived))
+            else:
+                self.failing = self.failing or status == STATUS_OUT_OF_RESOURCES
+                self.send(("refused", sop, status, reason))
             with self._lock:
                 self._pending -= 1
                 if not self._pending:

@@ -109,5 +109,3 @@ def answer_status(outcome, source: str, size: int) -> tuple[int, int]:
         log.error("cannot store an instance: %s", outcome)
         return STATUS_OUT_OF_RESOURCES, 0
     return 0x0000, size
-
-

@@ -29,10 +29,9 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
-from workstation.core.cache import CacheError
-from workstation.core.cache.files import stage_bytes
 from workstation.core.children import as_child
-from workstation.core.net.received import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net import received
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
 from workstation.core.net.transport import with_tuning
 
 REFUSE_AFTER_FAILURE = 5.0
@@ -109,16 +108,13 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
                 send(("drained", item[1]))
                 continue
             data, sop, calling, arrived, token = item
-            try:
-                parsed = stage_bytes(data, files_root, folders, durable=token is not None)
-            except CacheError as exc:
-                send(("refused", sop, STATUS_CANNOT_UNDERSTAND, str(exc), calling, token))
-            except OSError as exc:
-                state["failing_until"] = time.monotonic() + REFUSE_AFTER_FAILURE
-                send(("refused", sop, STATUS_OUT_OF_RESOURCES, f"cannot be stored: {exc.strerror or exc}",
-                      calling, token))
-            else:
+            parsed, status, reason = received.stage(data, files_root, folders, durable=token is not None)
+            if parsed is not None:
                 send(("staged", parsed, calling, arrived, token))
+                continue
+            if status == STATUS_OUT_OF_RESOURCES:
+                state["failing_until"] = time.monotonic() + REFUSE_AFTER_FAILURE
+            send(("refused", sop, status, reason, calling, token))
 
     def on_store(event) -> int:
         arrived = time.monotonic()

@@ -167,23 +167,24 @@ class SeriesTableWidget(QTableWidget):
         self._previews_running.discard(series_uid)
         self._next_previews()
 
+    def _thumbnail_items(self, series_uid: str) -> list[QTableWidgetItem]:
+        """The thumbnail cells of the rows showing `series_uid`."""
+        items = [self.item(row, 0) for row in range(self.rowCount())]
+        return [item for item in items if item is not None and item.data(SERIES_ROLE) == series_uid]
+
     def _on_thumbnail_failed(self, series_uid: str, message: str) -> None:
         """No preview from the node: a dash, and the reason where the user can find it."""
-        for row in range(self.rowCount()):
-            item = self.item(row, 0)
-            if item is not None and item.data(SERIES_ROLE) == series_uid:
-                item.setText("—")
-                item.setToolTip(f"No preview: {message}")
+        for item in self._thumbnail_items(series_uid):
+            item.setText("—")
+            item.setToolTip(f"No preview: {message}")
 
     def _on_thumbnail(self, series_uid: str, buffer) -> None:
         pixmap = QPixmap.fromImage(qimage_from(buffer)).scaled(
             THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         self._thumbs[series_uid] = pixmap
-        for row in range(self.rowCount()):
-            item = self.item(row, 0)
-            if item is not None and item.data(SERIES_ROLE) == series_uid:
-                item.setText("")
-                item.setIcon(QIcon(pixmap))
+        for item in self._thumbnail_items(series_uid):
+            item.setText("")
+            item.setIcon(QIcon(pixmap))
 
     def thumbnail_count(self) -> int:
         return sum(1 for row in range(self.rowCount())
