@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, peer_env, running  # noqa: E402
 from workstation.core.cache import QueryFilter  # noqa: E402
+from workstation.core.model.node import Node  # noqa: E402
 from workstation.core.net.find import STUDY_KEYS, find  # noqa: E402
-from workstation.core.net.node import Node  # noqa: E402
 
 
 def tiny_study(n: int) -> bytes:

@@ -38,8 +38,8 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
     from PySide6.QtCore import QCoreApplication
 
     from workstation.app import build, shutdown
+    from workstation.core.model.node import Node
     from workstation.core.net import retrieve as retrieve_module
-    from workstation.core.net.node import Node
     from workstation.core.settings import Settings, save_settings
     from workstation.ui.browser.study_table import STUDY_ROLE
     from workstation.ui.viewer.viewport import ViewportWidget as Viewport

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, peer_env, running, stop_process  # noqa: E402
 from workstation.core.cache import Cache, QueryFilter  # noqa: E402
+from workstation.core.model.node import Node  # noqa: E402
 from workstation.core.net.fetch_pool import shared_pool  # noqa: E402
 from workstation.core.net.find import find  # noqa: E402
-from workstation.core.net.node import Node  # noqa: E402
 from workstation.core.net.retrieve import retrieve  # noqa: E402
 from workstation.core.net.storage_scp import StorageServer, default_receivers  # noqa: E402
 

@@ -23,3 +23,12 @@ def workstation_home(tmp_path, monkeypatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("WORKSTATION_HOME", str(home))
     return home
+
+
+@pytest.fixture(autouse=True)
+def child_start_method():
+    """A window built by one test chooses the fork server for its children; the next test starts afresh."""
+    from workstation.core import children
+
+    yield
+    children.use_start_method(None)

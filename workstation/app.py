@@ -22,6 +22,7 @@ def setup_logging(home: Path, debug: bool) -> None:
 
 def build(home: Path):
     """Create the services and the main window; returns (window, services) for tests too."""
+    from workstation.core import children
     from workstation.core.cache import Cache
     from workstation.core.settings import load_settings
     from workstation.services.cache_service import CacheService
@@ -30,6 +31,7 @@ def build(home: Path):
     from workstation.services.network_service import NetworkService
     from workstation.ui.main_window import MainWindow
 
+    children.use_start_method("forkserver")  # Qt's threads, which Python cannot see, make fork unsafe here
     settings = load_settings(home)
     cache = Cache(home, quota_bytes=settings.cache_quota_bytes)
     runner = JobRunner()

@@ -8,10 +8,10 @@ import pytest
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port
 from workstation.core.cache.query import QueryFilter
+from workstation.core.model.node import Node
 from workstation.core.net.association import AssociationRejected, ConnectionFailed, NetworkError
 from workstation.core.net.echo import echo
 from workstation.core.net.find import FindOutcome, find
-from workstation.core.net.node import Node
 from workstation.core.tasks import CancelToken
 
 PHANTOM_STUDY_DATE = "20150206"

@@ -6,8 +6,8 @@ import numpy as np
 
 from tests.peers import WORKSTATION_AET, OrthancPeer
 from workstation.core.cache import QueryFilter
+from workstation.core.model.node import Node
 from workstation.core.net.find import find, instance_uids
-from workstation.core.net.node import Node
 from workstation.core.net.preview import fetch_preview
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail

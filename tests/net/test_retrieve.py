@@ -9,8 +9,8 @@ import pytest
 
 from tests.peers import WORKSTATION_AET, OrthancPeer
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.model.node import Node
 from workstation.core.net.find import find
-from workstation.core.net.node import Node
 from workstation.core.net.retrieve import retrieve
 from workstation.core.net.storage_scp import StorageServer
 from workstation.core.tasks import Cancelled, CancelToken

@@ -6,9 +6,9 @@ import pytest
 
 from tests.peers import WORKSTATION_AET, OrthancPeer
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError
 from workstation.core.net.find import find
-from workstation.core.net.node import Node
 from workstation.core.net.send import send
 
 

@@ -11,9 +11,9 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from tests.peers import WORKSTATION_AET, free_port
+from workstation.core.model.node import Node
 from workstation.core.net.association import ConnectionFailed, NetworkError
 from workstation.core.net.echo import echo
-from workstation.core.net.node import Node
 
 
 def openssl(*args: str, cwd) -> None:

@@ -10,8 +10,8 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port
+from workstation.core.model.node import Node
 from workstation.core.net.association import associate
-from workstation.core.net.node import Node
 from workstation.core.net.storage_scp import StorageServer
 from workstation.core.net.transport import IDLE_WAIT, FastAssociationSocket
 

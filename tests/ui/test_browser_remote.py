@@ -17,7 +17,7 @@ from tests.peers import WORKSTATION_AET, free_port
 from workstation.app import build, shutdown
 from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.core.settings import Settings, load_settings, save_settings
 from workstation.services.network_service import CANCELLED, DONE, FAILED
 from workstation.ui.browser.study_table import STUDY_ROLE

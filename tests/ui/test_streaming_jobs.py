@@ -8,7 +8,7 @@ import pytest
 
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model import Study
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.core.settings import Settings
 from workstation.services import network_service
 from workstation.services.jobs import JobRunner

@@ -82,8 +82,8 @@ def _settings(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from workstation.core.model.node import NodeError
     from workstation.core.net.association import NetworkError
-    from workstation.core.net.node import NodeError
 
     try:
         if args.verb == "config":
@@ -125,7 +125,7 @@ def config(args) -> int:
 
 
 def node_add(args) -> int:
-    from workstation.core.net.node import Node
+    from workstation.core.model.node import Node
     from workstation.core.settings import save_settings
 
     settings = _settings(args)

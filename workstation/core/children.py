@@ -1,6 +1,9 @@
-"""Child processes of the workstation (import and retrieval workers, Storage SCP receivers) die with it.
+"""Child processes of the workstation (import and retrieval workers, Storage SCP receivers): how they
+start, and that they die with it.
 
 A kill -9 of the workstation must not leave a child staging files or holding an association open.
+Forking is cheap but safe only from a process without other threads; the GUI, whose Qt threads
+Python cannot see, says so once with `use_start_method("forkserver")` before it starts any child.
 """
 
 from __future__ import annotations
@@ -8,6 +11,29 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+
+PRELOAD = ["workstation.core.net.fetch_worker", "workstation.core.net.receiver"]
+"""What a fork server imports once, so that each child it forks starts warm."""
+
+_start_method: str | None = None
+
+
+def use_start_method(method: str | None) -> None:
+    """Start children with `method` ("fork" or "forkserver") from now on; None: decide per start."""
+    if method not in (None, "fork", "forkserver"):
+        raise ValueError(f"unknown start method {method!r}")
+    global _start_method
+    _start_method = method
+
+
+def fork_is_safe() -> bool:
+    """Whether a child may be forked from this process now: Linux (children die with us), no start
+    method chosen other than fork, and no other Python thread running."""
+    import multiprocessing
+    import threading
+
+    return (sys.platform == "linux" and _start_method in (None, "fork")
+            and threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods())
 
 
 def as_child(expected: int | None = None) -> None:
@@ -29,15 +55,12 @@ def as_child(expected: int | None = None) -> None:
 
 
 def start_context():
-    """How to start a child: fork from a single-threaded process without Qt (milliseconds, and safe
-    there), else from a fork server that imported pydicom and pynetdicom once. Qt's own threads are
-    not Python threads, so `threading.active_count` does not see them."""
+    """The multiprocessing context to start a child with: fork where `fork_is_safe` (milliseconds),
+    else a fork server that imported pydicom and pynetdicom once."""
     import multiprocessing
-    import threading
 
-    if (threading.active_count() == 1 and "PySide6.QtCore" not in sys.modules
-            and "fork" in multiprocessing.get_all_start_methods()):
+    if _start_method == "fork" or (_start_method is None and fork_is_safe()):
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["workstation.core.net.fetch_worker", "workstation.core.net.receiver"])
+    context.set_forkserver_preload(PRELOAD)
     return context

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from workstation.core.net.node import Node, NodeError, check_ae_title, check_port
+from workstation.core.model.node import Node, NodeError, check_ae_title, check_port
 
 SCHEMA_VERSION = 2
 FILE_NAME = "settings.json"

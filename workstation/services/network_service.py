@@ -27,10 +27,10 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model import Series, Study
+from workstation.core.model.node import Node
 from workstation.core.net.echo import echo
 from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import FindOutcome, find
-from workstation.core.net.node import Node
 from workstation.core.net.preview import fetch_preview
 from workstation.core.net.retrieve import RetrieveReport, processes_by_default, retrieve
 from workstation.core.net.send import SendReport, instances_to_send, send

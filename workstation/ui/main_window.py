@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 from workstation.core.cache import ImportReport
 from workstation.core.model import Study
 from workstation.core.model.display_set import DisplaySet
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.jobs import Job

@@ -17,7 +17,7 @@ from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.core.net.transport import with_tuning
 
 logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)

@@ -6,8 +6,8 @@ import time
 
 from pynetdicom.sop_class import Verification
 
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError, associate
-from workstation.core.net.node import Node
 
 
 def echo(node: Node, own_aet: str) -> float:

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 
 from workstation.core.cache.files import remove_temps_of
 from workstation.core.children import start_context
+from workstation.core.model.node import Node
 from workstation.core.net import fetch_worker
 from workstation.core.net.association import NetworkError
-from workstation.core.net.node import Node
 from workstation.core.net.transfer import CancelFlag, Unit, UnitOutcome
 
 Staged = Callable[[object, float], None]

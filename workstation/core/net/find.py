@@ -17,8 +17,8 @@ from pynetdicom.sop_class import (
 
 from workstation.core.cache.query import QueryFilter
 from workstation.core.model import Instance, Series, Study
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError, associate
-from workstation.core.net.node import Node
 from workstation.core.pixels.volume import header_value
 from workstation.core.tasks import CancelToken
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pydicom.dataset import Dataset
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError
 from workstation.core.net.find import instance_uids, study_sop_classes
-from workstation.core.net.node import Node
 from workstation.core.net.transfer import Unit, run_unit
 from workstation.core.tasks import CancelToken
 

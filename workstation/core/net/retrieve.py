@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError
 from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import find, instance_uids, study_sop_classes
 from workstation.core.net.ingest_queue import IngestQueue
-from workstation.core.net.node import Node
 from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
 from workstation.core.net.storage_scp import StorageServer, default_receivers
 from workstation.core.net.transfer import Unit, UnitOutcome, run_unit

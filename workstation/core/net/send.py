@@ -16,8 +16,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workstation.core.cache import Cache
 from workstation.core.model import Instance
+from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError, associate
-from workstation.core.net.node import Node
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 MAX_CONTEXTS = 127

@@ -36,8 +36,8 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from workstation.core.model.node import Node
 from workstation.core.net.association import associate
-from workstation.core.net.node import Node
 
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1, JPEG2000Lossless, JPEGLSLossless,

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.jobs import Job
 from workstation.services.network_service import FoundBatch, NetworkService, study_description, where_it_is

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core.cache import QueryFilter
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 
 MODALITIES = ["", "CT", "MR", "CR", "DX", "MG", "US", "XA", "RF", "NM", "PT", "OT", "SC", "SEG"]
 LOCAL = "Local cache"

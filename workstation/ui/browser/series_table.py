@@ -14,7 +14,7 @@ from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem, QWidget
 
 from workstation.core.model import Series, Study
-from workstation.core.net.node import Node
+from workstation.core.model.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService, where_it_is

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.core.net.node import Node, NodeError, check_ae_title, check_port
+from workstation.core.model.node import Node, NodeError, check_ae_title, check_port
 from workstation.core.settings import Settings
 from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService

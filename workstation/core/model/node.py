@@ -1,4 +1,4 @@
-"""A remote DICOM node (a PACS or modality) as the user configures it."""
+"""A remote DICOM node (a PACS or modality) as the user configures it: the record settings keep and every network service takes."""
 
 from __future__ import annotations
 
