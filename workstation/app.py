@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
+from workstation.core.logs import setup_logging
 from workstation.core.paths import home_folder
-
-log = logging.getLogger("workstation")
-
-
-def setup_logging(home: Path, debug: bool) -> None:
-    (home / "logs").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=[logging.FileHandler(home / "logs" / "workstation.log", encoding="utf-8")],
-    )
 
 
 def build(home: Path):
     """Create the services and the main window; returns (window, services) for tests too."""
     from workstation.core import children
     from workstation.core.cache import Cache
+    from workstation.core.net import transport
     from workstation.core.settings import load_settings
     from workstation.services.cache_service import CacheService
     from workstation.services.frame_service import FrameService
@@ -32,6 +22,7 @@ def build(home: Path):
     from workstation.ui.main_window import MainWindow
 
     children.use_start_method("forkserver")  # Qt's threads, which Python cannot see, make fork unsafe here
+    transport.install()
     settings = load_settings(home)
     cache = Cache(home, quota_bytes=settings.cache_quota_bytes)
     runner = JobRunner()

@@ -99,3 +99,117 @@ def test_open_associations_wait_without_burning_a_core(tmp_path, orthanc: Orthan
         time.sleep(1.0)
         share = (time.process_time() - cpu) / (time.monotonic() - started)
     assert share < 0.3, f"three open associations cost {share:.0%} of a core while quiet"
+
+
+def _printer_scp(port: int, events_sent: list):
+    """A pynetdicom print SCP that sends N-EVENT-REPORTs on the association the SCU opened: while it
+    handles each request (before answering it), and from another thread right after each N-SET is
+    answered. (pynetdicom as an acceptor cannot send a request of its own while requests arrive, so
+    the SCU here waits for the second report before its next request.)"""
+    from pydicom.dataset import Dataset
+    from pynetdicom import evt
+    from pynetdicom.sop_class import BasicGrayscalePrintManagementMeta, Printer, PrinterInstance
+
+    def report(assoc, info: str) -> None:
+        ds = Dataset()
+        ds.PrinterStatus = "NORMAL"
+        ds.PrinterStatusInfo = info
+        status, _ = assoc.send_n_event_report(ds, 1, Printer, PrinterInstance, msg_id=len(events_sent) + 100,
+                                              meta_uid=BasicGrayscalePrintManagementMeta)
+        events_sent.append((info, getattr(status, "Status", None)))
+
+    def on_create(event):
+        report(event.assoc, "DURING N-CREATE")
+        ds = Dataset()
+        ds.NumberOfCopies = "1"
+        return 0x0000, ds
+
+    def on_set(event):
+        number = event.request.MessageID
+        report(event.assoc, f"DURING N-SET {number}")
+        threading.Thread(target=report, args=(event.assoc, f"AFTER N-SET {number}")).start()
+        return 0x0000, event.attribute_list
+
+    ae = AE("PRINTSCP")
+    ae.add_supported_context(BasicGrayscalePrintManagementMeta)
+    return ae.start_server(("127.0.0.1", port), block=False,
+                           evt_handlers=[(evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)])
+
+
+def test_event_reports_from_the_peer_reach_their_handler_and_every_request_gets_its_own_answer():
+    """A film printer reports job and printer status with N-EVENT-REPORTs on the print SCU's association,
+    while a request of ours waits for its answer or between two of them. Each must reach our handler
+    and be answered, never be taken as the response to a request of ours."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+    from pynetdicom import evt
+    from pynetdicom.sop_class import BasicFilmSession, BasicGrayscalePrintManagementMeta
+
+    port = free_port()
+    sent: list = []
+    received: list[str] = []
+    arrived = threading.Condition()
+    server = _printer_scp(port, sent)
+    node = Node("printer", "PRINTSCP", "127.0.0.1", port, connect_timeout=3, network_timeout=10)
+
+    def on_event(event):
+        with arrived:
+            received.append(str(event.event_information.PrinterStatusInfo))
+            arrived.notify_all()
+        return 0x0000, None
+
+    try:
+        with associate(node, WORKSTATION_AET, [BasicGrayscalePrintManagementMeta],
+                       evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_event)]) as assoc:
+            session = generate_uid()
+            attributes = Dataset()
+            attributes.NumberOfCopies = "1"   # pynetdicom sends no data set at all for an empty one
+            status, _ = assoc.send_n_create(attributes, BasicFilmSession, session, msg_id=1,
+                                            meta_uid=BasicGrayscalePrintManagementMeta)
+            assert status.Status == 0x0000
+            for msg_id in range(2, 22):
+                change = Dataset()
+                change.NumberOfCopies = str(msg_id)
+                status, attributes = assoc.send_n_set(change, BasicFilmSession, session, msg_id=msg_id,
+                                                      meta_uid=BasicGrayscalePrintManagementMeta)
+                assert status.Status == 0x0000
+                assert attributes.NumberOfCopies == msg_id   # this request's own answer
+                with arrived:
+                    assert arrived.wait_for(lambda n=msg_id: f"AFTER N-SET {n}" in received, timeout=5)
+            assert assoc.is_established
+    finally:
+        server.shutdown()
+    expected = ["DURING N-CREATE"] + [f"{when} N-SET {i}" for i in range(2, 22) for when in ("DURING", "AFTER")]
+    assert received == expected
+    assert [info for info, _ in sent] == expected and {status for _, status in sent} == {0x0000}
+
+
+def test_a_request_from_the_peer_between_ours_is_served_on_a_requested_association():
+    """The requested association's reactor is kept from responses meant for our requests, not from the
+    peer's own requests: a C-ECHO the peer sends between two of ours is answered."""
+    from pynetdicom import build_role, evt
+
+    answers: list = []
+    done = threading.Event()
+
+    def on_echo(event):
+        def echo_back():
+            answers.append(event.assoc.send_c_echo(msg_id=99).Status)
+            done.set()
+        threading.Timer(0.2, echo_back).start()   # once this echo is answered: ours is not waiting then
+        return 0x0000
+
+    port = free_port()
+    ae = AE("PEER")
+    ae.add_supported_context(Verification, scu_role=True, scp_role=True)
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_ECHO, on_echo)])
+    node = Node("peer", "PEER", "127.0.0.1", port, connect_timeout=3, network_timeout=10)
+    try:
+        with associate(node, WORKSTATION_AET, [Verification],
+                       ext_neg=[build_role(Verification, scu_role=True, scp_role=True)]) as assoc:
+            assert assoc.send_c_echo(msg_id=1).Status == 0x0000
+            assert done.wait(5)
+            assert assoc.send_c_echo(msg_id=2).Status == 0x0000
+    finally:
+        server.shutdown()
+    assert answers == [0x0000]

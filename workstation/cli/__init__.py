@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         print(version_text())
         return 0
     quiet_library_warnings(args.debug)
+    if args.verb is not None:
+        from workstation.core.logs import setup_logging
+        from workstation.core.paths import home_folder
+
+        setup_logging(home_folder(args.home), args.debug)
     try:
         if args.verb in net_verbs.VERBS:
             return net_verbs.run(args)
@@ -136,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        error(f"{type(exc).__name__}: {exc} (run with --debug for details)")
+        import logging
+
+        logging.getLogger("workstation").exception("%s failed", args.verb)
+        error(f"{type(exc).__name__}: {exc} (the log has the details; or run with --debug)")
         return EXIT_USAGE
 
 
@@ -144,11 +152,9 @@ def quiet_library_warnings(debug: bool) -> None:
     """pydicom warns on stderr about every odd value it reads; users get our one-line reasons instead."""
     if debug:
         return
-    import logging
     import warnings
 
     warnings.simplefilter("ignore")
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
 
 
 def _gui_paths(argv: list[str]) -> tuple[list[str], list[str]] | None:

@@ -83,7 +83,10 @@ def _settings(args):
 
 def run(args: argparse.Namespace) -> int:
     from workstation.core.model.node import NodeError
+    from workstation.core.net import transport
     from workstation.core.net.association import NetworkError
+
+    transport.install()
 
     try:
         if args.verb == "config":

@@ -7,7 +7,6 @@ an unreachable host, a rejection with its reason, or a timeout reads the same ev
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 import ssl
 import time
@@ -19,8 +18,6 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from workstation.core.model.node import Node
 from workstation.core.net.transport import with_tuning
-
-logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
 
 class NetworkError(Exception):

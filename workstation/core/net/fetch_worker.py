@@ -20,6 +20,7 @@ import queue
 import threading
 
 from workstation.core.children import as_child
+from workstation.core.net import transport
 from workstation.core.net.association import NetworkError
 from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, stage
 from workstation.core.net.transfer import run_unit
@@ -73,6 +74,7 @@ class _Stager:
 def serve(conn) -> None:
     """The worker's main loop: one unit at a time until the pipe closes."""
     as_child()
+    transport.install()
     send_lock = threading.Lock()
 
     def send(message) -> None:

@@ -30,9 +30,8 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.core.children import as_child
-from workstation.core.net import received
+from workstation.core.net import received, transport
 from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
-from workstation.core.net.transport import with_tuning
 
 REFUSE_AFTER_FAILURE = 5.0
 """Seconds a receiver answers Out of Resources at once after a write failed (disk full, permissions),
@@ -91,6 +90,7 @@ class _Answers:
 def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -> None:
     """The receiver's life: serve the connections handed over until the workstation says stop."""
     as_child()
+    transport.install()
     send_lock = threading.Lock()
 
     def send(message) -> None:
@@ -140,7 +140,8 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
     if allowed:
         ae.require_calling_aet = sorted(allowed)
     handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_CLOSE, lambda event: send(("ended",)))]
-    server = ae.make_server(address, evt_handlers=with_tuning(handlers), server_class=handed_server(address))
+    server = ae.make_server(address, evt_handlers=transport.with_tuning(handlers), server_class=handed_server(address),
+                            contexts=transport.SharedContexts(ae.supported_contexts))
     while True:
         try:
             message = conn.recv()

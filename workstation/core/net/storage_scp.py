@@ -32,7 +32,7 @@ from workstation.core.cache import Cache, CacheError
 from workstation.core.net.ingest_queue import IngestQueue, answer_status
 from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
 from workstation.core.net.receivers import ReceiverSet
-from workstation.core.net.transport import with_tuning
+from workstation.core.net.transport import SharedContexts, with_tuning
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,8 @@ class StorageServer:
             ae.require_calling_aet = sorted(self.allowed)
         self._writer = IngestQueue(self.cache, self._notify)
         self._server = ae.start_server((self.host, self.port), block=False,
-                                       evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]))
+                                       evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]),
+                                       contexts=SharedContexts(ae.supported_contexts))
 
     def _start_receivers(self) -> None:
         self._listener = socket.create_server((self.host, self.port), backlog=64)

@@ -1,31 +1,13 @@
-"""Socket and reactor settings for every association the workstation opens or accepts.
+"""Tuning of pynetdicom's transport for the workstation's associations, installed by one explicit call.
 
-Profiling a C-GET of a CT series from Orthanc on loopback showed the time going to pynetdicom's
-transport, not to bandwidth: Nagle's algorithm left on, sockets read 4 KiB per system call, the
-DUL reactor polling (it sleeps between looks at the socket and at its queue of PDUs to send, so
-each look costs a wake-up, 16 % of a core per open association at 0.1 ms, and each reply waits
-for the next look), and standard logging handlers building an event for every PDU.
-`EVENT_HANDLERS` fixes the first three per association through the connection-open event (both
-roles); the pynetdicom settings below fix the last.
+pynetdicom polls: its reactors sleep a millisecond between looks at the socket and their queues,
+sockets keep Nagle's algorithm and read 4 KiB per call, and standard handlers log every PDU.
+`install()` (called once by the CLI, the app and each child process) makes the reactors of tuned
+associations wait for work instead; `tune(assoc)`, bound through `with_tuning(handlers)` to each
+association we open or accept, sets its socket and reactors. Importing this module changes nothing.
 
-The reactors keep their loops; only their idle sleeps change. pynetdicom's DUL sleeps with
-`time.sleep` from inside its own thread, so `pynetdicom.dul` is given a `time` whose `sleep`, on
-a tuned DUL thread, waits in `select` on the association's socket and on a wake-up pipe that
-`send_pdu` and `kill_dul` write to: the reactor wakes when a PDU arrives or one is to be sent,
-and costs nothing while the association is quiet. The association's own reactor (which serves
-the requests an acceptor receives) polls every millisecond the same way; on an accepted
-association its 1 ms sleep waits instead for a DIMSE message, an ACSE primitive or the end of the
-DUL. A requested association keeps the poll (our thread waits for the reactor to pause before
-each request).
-
-The requestor's reactor is also kept away from DIMSE messages. pynetdicom pauses it for each
-request with an Event it clears, then waits for a flag the reactor sets just before waiting on
-that Event; right after a request ends, the reactor can still be on its way out of the previous
-wait, so the next request starts and the reactor takes its response as a request of its own
-("Received unexpected C-ECHO service message", then a DIMSE timeout and an abort). A faster
-reactor made that race frequent (1 association in 16 during 50 C-ECHOs). Our requested
-associations never serve requests from the peer (C-GET's C-STOREs are read by the thread that
-sent the C-GET), so their reactor's look at the message queue always finds it empty.
+It relies on pynetdicom internals (see `UPSTREAM_SHAPES`), so pynetdicom is pinned to the minor
+version it was written for and tests/net/test_transport_canary.py fails when any shape changes.
 """
 
 from __future__ import annotations
@@ -39,26 +21,64 @@ import time
 import types
 import weakref
 
-from pydicom.uid import UID
 from pynetdicom import _config, association, dul, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationSocket
+
+WRITTEN_FOR = "3.0"
+"""The pynetdicom minor version whose internals this module was written against (pyproject pins it)."""
 
 IDLE_WAIT = 0.02
 """Longest wait of a tuned DUL reactor with nothing to do; it wakes at once for a PDU in either
 direction, so this only bounds how late it notices its timers (ARTIM, in seconds)."""
 
-# pynetdicom deep-copies the supported presentation contexts for every association it accepts: for a
-# Storage SCP (170 SOP classes x 45 transfer syntaxes) 93 ms of rebuilding and re-validating 7,650
-# pydicom UIDs, a quarter of a receiver's time in a C-MOVE of 140 CT slices. A UID is an immutable
-# str (its instance dict stays empty), so its deep copy can be itself, as a str's is: 7.6 ms.
-UID.__deepcopy__ = lambda self, memo: self
+ASSOCIATION_POLL = 0.001
+"""The sleep of pynetdicom's association reactor loop (`Association._run_reactor`); only that one
+becomes a wait for work, other sleeps stay sleeps."""
 
-# The association module silences pynetdicom's logger, so its standard handlers (an Event object and
-# log lines per PDU and DIMSE message, a pretty-printed identifier per C-FIND response) do work for nothing.
-_config.LOG_HANDLER_LEVEL = "none"
-_config.LOG_REQUEST_IDENTIFIERS = False
-_config.LOG_RESPONSE_IDENTIFIERS = False
+UPSTREAM_SHAPES = {
+    "pynetdicom.dul.DULServiceProvider.run_reactor": ("time.sleep(self._run_loop_delay)",),
+    "pynetdicom.dul.DULServiceProvider.send_pdu": ("self.to_provider_queue.put(primitive)",),
+    "pynetdicom.dul.DULServiceProvider.kill_dul": ("self._kill_thread = True",),
+    "pynetdicom.association.Association._run_reactor": (
+        f"time.sleep({ASSOCIATION_POLL})", "self._reactor_checkpoint.wait()",
+        "self.dimse.get_msg(block=False)", "self._serve_request(msg, cast(int, context_id))"),
+    "pynetdicom.association.Association.send_n_set": (
+        "self._reactor_checkpoint.clear()", "while not self._is_paused:", "self.dimse.get_msg(block=True)",
+        "self._reactor_checkpoint.set()"),
+    "pynetdicom.dimse.DIMSEServiceProvider.receive_primitive": (
+        "isinstance(d_primitive, N_EVENT_REPORT) and d_primitive.is_valid_request",
+        "target=make_target(self.assoc._serve_request)"),
+    "pynetdicom.transport.AssociationSocket.recv": ("def recv(self, nr_bytes: int) -> bytearray:",),
+    "pynetdicom.transport.RequestHandler.handle": ("evt.EVT_CONN_OPEN",),
+    "pynetdicom.transport.RequestHandler._create_association": ("deepcopy(self.server.contexts)",),
+    "pynetdicom.transport.AssociationServer.__init__": ("self.contexts = contexts",),
+}
+"""Code in pynetdicom that the tuning relies on, by qualified name: text each must still contain."""
+
+_installed = False
+_install_lock = threading.Lock()
+
+
+def install() -> None:
+    """Let tuned associations' reactors wait for work, and keep pynetdicom's per-PDU logging handlers
+    unbound. Idempotent; associations not tuned keep pynetdicom's own behaviour."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        dul.time = _time_with(_dul_sleep)
+        association.time = _time_with(_association_sleep)
+        # The standard handlers build an event and log lines for every PDU and DIMSE message (and a
+        # pretty-printed identifier per C-FIND response) even when nothing reads them.
+        _config.LOG_HANDLER_LEVEL = "none"
+        _config.LOG_REQUEST_IDENTIFIERS = False
+        _config.LOG_RESPONSE_IDENTIFIERS = False
+        _installed = True
+
+
+def installed() -> bool:
+    return _installed
 
 
 class FastAssociationSocket(AssociationSocket):
@@ -127,8 +147,8 @@ def _close_fds(*fds: int) -> None:
             os.close(fd)
 
 
-def _sleep(seconds: float) -> None:
-    """`time.sleep` as pynetdicom's DUL sees it: on a tuned reactor thread, the waker's wait."""
+def _dul_sleep(seconds: float) -> None:
+    """`time.sleep` as pynetdicom's DUL module sees it: on a tuned reactor thread, the waker's wait."""
     waker = getattr(threading.current_thread(), "_workstation_waker", None)
     if waker is None:
         time.sleep(seconds)
@@ -150,10 +170,6 @@ class _Signal:
         self._event.clear()
 
 
-ASSOCIATION_POLL = 0.001
-"""The sleep of pynetdicom's association reactor loop (association.py); other sleeps stay sleeps."""
-
-
 def _association_sleep(seconds: float) -> None:
     signal = getattr(threading.current_thread(), "_workstation_signal", None)
     if signal is None or seconds != ASSOCIATION_POLL:
@@ -168,10 +184,6 @@ def _time_with(sleep) -> types.SimpleNamespace:
     return shim
 
 
-dul.time = _time_with(_sleep)
-association.time = _time_with(_association_sleep)
-
-
 def _waking(method, *wakers):
     def call(*args, **kwargs):
         result = method(*args, **kwargs)
@@ -183,7 +195,8 @@ def _waking(method, *wakers):
 
 
 def tune(assoc: Association) -> None:
-    """Nagle off, the faster reader, the waking reactor: for one association, before it talks."""
+    """Nagle off and the faster reader for one association, before it talks; with `install()` done,
+    also reactors that wait for work."""
     provider = assoc.dul
     holder = provider.socket
     if holder is None or holder.socket is None:
@@ -192,7 +205,7 @@ def tune(assoc: Association) -> None:
         holder.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if type(holder) is AssociationSocket:
         holder.__class__ = FastAssociationSocket
-    if getattr(provider, "_workstation_waker", None) is not None:
+    if not _installed or getattr(provider, "_workstation_waker", None) is not None:
         return
     waker = _Waker(provider)
     provider.send_pdu = _waking(provider.send_pdu, waker)
@@ -207,18 +220,41 @@ def tune(assoc: Association) -> None:
         assoc._workstation_signal = signal
     else:
         provider.kill_dul = _waking(provider.kill_dul, waker)
-        assoc.dimse.get_msg = _not_from(assoc, assoc.dimse.get_msg)
+        assoc.dimse.get_msg = _requestor_get_msg(assoc, assoc.dimse.get_msg)
 
 
-def _not_from(reactor: threading.Thread, get_msg):
-    """`get_msg` that finds nothing when the association's own reactor thread asks."""
+def _requestor_get_msg(assoc: Association, get_msg):
+    """`dimse.get_msg` for a requested association: its own reactor finds nothing while a request of ours
+    is in progress.
+
+    A request pauses the association's reactor (it clears `_reactor_checkpoint`, then waits for
+    `_is_paused`), but right after the previous request the reactor may still be leaving its wait
+    with `_is_paused` stale, and then take the new request's response as a request of its own
+    ("Received unexpected ... service message", a DIMSE timeout, an abort; 1 association in 16
+    over 50 C-ECHOs with the faster reactor). Between our requests the reactor still serves the
+    peer's requests. (N-EVENT-REPORT requests, a film printer's status, never reach this queue:
+    pynetdicom serves them on a thread of their own.)
+    """
 
     def call(block: bool = False):
-        if threading.current_thread() is reactor:
+        if threading.current_thread() is assoc and not assoc._reactor_checkpoint.is_set():
             return None, None
         return get_msg(block)
 
     return call
+
+
+class SharedContexts(list):
+    """Supported presentation contexts that accepted associations share instead of deep-copying.
+
+    pynetdicom deep-copies a server's contexts for every association it accepts; for a Storage SCP
+    (170 SOP classes x 45 transfer syntaxes) that rebuilds and re-validates 7,650 UIDs each time.
+    Negotiation only reads the acceptor's contexts, so each association gets a new list of the same
+    context objects.
+    """
+
+    def __deepcopy__(self, memo) -> list:
+        return list(self)
 
 
 def _on_connection_open(event) -> None:
