@@ -114,6 +114,9 @@ def findscu_first_response(orthanc: OrthancPeer) -> float:
 
 
 def main() -> None:
+    from workstation.core.net import transport
+
+    transport.install()   # as the CLI and the window do
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--studies", type=int, default=5000)

@@ -120,6 +120,9 @@ def movescu(orthanc: OrthancPeer, study: str, series: list[str] | None, scp_dir:
 
 
 def main() -> None:
+    from workstation.core.net import transport
+
+    transport.install()   # as the CLI and the window do
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--associations", type=int, default=4)
