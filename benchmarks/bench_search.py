@@ -47,7 +47,7 @@ def build(cache: Cache, n_studies: int, series_per_study: int, per_series: int, 
             for i in range(per_series):
                 sop = f"{series}.{i + 1}"
                 p = Parsed(
-                    data=b"", sha1=f"{s:08x}{k:04x}{i:04x}", sop=sop, study=study, series=series, size=500_000,
+                    data=b"", sop=sop, study=study, series=series, size=500_000,
                     patient={"PatientID": f"P{patient:07d}", "PatientName": name, "PatientBirthDate": "19600101", "PatientSex": "F"},
                     study_attrs={"StudyDate": date, "StudyTime": "101500", "StudyDescription": desc,
                                  "AccessionNumber": f"ACC{s:07d}", "ReferringPhysicianName": "REF^DOC", "StudyID": str(s)},

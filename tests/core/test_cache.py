@@ -652,7 +652,7 @@ def test_schema_1_index_is_migrated_and_slice_records_are_filled_in_later(workst
         assert [i.SOPInstanceUID for i in cache.instances("1.2.3.1")] == ["1.2.3.1.1", "1.2.3.1.2"]
         assert cache.ingest_bytes(data) == "duplicate"
         headers = cache.volume_slices("1.2.3.1")
-        assert [h.sop_uid for h in headers] == ["1.2.3.1.1", "1.2.3.1.2"]
+        assert [h.record.SOPInstanceUID for h in headers] == ["1.2.3.1.1", "1.2.3.1.2"]
         assert conn.execute("SELECT count(*) FROM instances WHERE geometry IS NULL").fetchone()[0] == 0
         assert cache.volume_slices("1.2.3.1") == headers
         assert cache.verify().ok

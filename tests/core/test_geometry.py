@@ -7,14 +7,14 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from workstation.core.pixels import ImageSource
-from workstation.core.pixels.geometry import (
+from workstation.core.dicom.geometry import (
     ImagePlane,
     orientation_labels,
     pixel_spacing,
     pixel_spacing_with_source,
     plane_from_dataset,
 )
+from workstation.core.pixels import ImageSource
 
 
 def plane(row, col, position=(0, 0, 0), spacing=(1.0, 1.0)):

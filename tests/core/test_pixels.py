@@ -18,8 +18,8 @@ from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from workstation.core.dicom.codecs import decoder_problem
 from workstation.core.pixels import FrameRenderer, ImageSource, PixelDataError, Window, render
-from workstation.core.pixels.codecs import decoder_status
 from workstation.core.pixels.png import read_pnm, write_png
 from workstation.core.pixels.presets import load_presets, preset
 from workstation.core.pixels.voi import full_range_window, voi_lut_uint8, window_to_uint8, window_values
@@ -94,11 +94,11 @@ def test_jpeg_lossless_process14_non_sv1(samples):
     assert arr.shape == (1024, 1024) and arr.max() > 100
 
 
-def test_decoder_status():
-    assert decoder_status("1.2.840.10008.1.2.4.70") is None
-    assert decoder_status("1.2.840.10008.1.2.4.90") is None
-    msg = decoder_status("1.2.840.10008.1.2.4.100")
-    assert msg is not None and "MPEG2" in msg
+def test_decoder_problem():
+    assert decoder_problem("1.2.840.10008.1.2.4.70") is None
+    assert decoder_problem("1.2.840.10008.1.2.4.90") is None
+    msg = decoder_problem("1.2.840.10008.1.2.4.100")
+    assert msg is not None and "MPEG2" in msg and "cannot be decoded" in msg
 
 
 # --- malformed input -----------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless, generate_uid
 
-from workstation.core.pixels.volume import VolumeError, assemble_volume, sort_slices
+from workstation.core.pixels.errors import VolumeError
+from workstation.core.pixels.volume import assemble_volume
+from workstation.core.pixels.volume_checks import sort_slices
 from workstation.core.tasks import Cancelled, CancelToken
 
 pytestmark = pytest.mark.samples
@@ -158,7 +160,7 @@ def test_progress_and_cancel(philips):
 
 
 def test_sort_slices_orders_along_normal(philips):
-    from workstation.core.pixels.volume import read_slice_header
+    from workstation.core.pixels.slice_reader import read_slice_header
 
     headers = [read_slice_header(p) for p in philips[:5]]
     order, positions = sort_slices([h.plane for h in headers])
@@ -199,13 +201,13 @@ def test_index_path_gives_the_same_volume_as_the_file_path(samples, tmp_path, fo
         assert cache.import_paths(paths).imported == len(paths)
         (series,) = cache.query("series")
         headers = cache.volume_slices(series.SeriesInstanceUID)
-    assert len(headers) == len(paths) and all(h.pixel_offset for h in headers)
+    assert len(headers) == len(paths) and all(h.record.pixel_offset for h in headers)
     _same_volume(assemble_volume_from_headers(headers), assemble_volume(paths))
 
 
 def test_index_path_reads_no_header(samples, tmp_path, monkeypatch):
     from workstation.core.cache import Cache
-    from workstation.core.pixels import volume
+    from workstation.core.pixels import slice_reader, volume
 
     paths = sorted((samples / PHILIPS).iterdir())[:8]
     with Cache(tmp_path / "home") as cache:
@@ -216,8 +218,8 @@ def test_index_path_reads_no_header(samples, tmp_path, monkeypatch):
         def no_header(*args, **kwargs):
             raise AssertionError("a header was parsed")
 
-        monkeypatch.setattr(volume.pydicom, "dcmread", no_header)
-        monkeypatch.setattr(volume, "read_partial", no_header)
+        monkeypatch.setattr(slice_reader.pydicom, "dcmread", no_header)
+        monkeypatch.setattr(slice_reader, "read_to_pixel_module", no_header)
         headers = Cache(tmp_path / "home").volume_slices(series.SeriesInstanceUID)
         _same_volume(volume.assemble_volume_from_headers(headers), reference)
 
@@ -248,7 +250,7 @@ def test_index_path_compressed_slices_fall_back_to_decoder(philips, tmp_path):
         cache.import_paths(paths)
         (series,) = cache.query("series")
         headers = cache.volume_slices(series.SeriesInstanceUID)
-    assert [h.pixel_offset is None for h in sorted(headers, key=lambda h: h.plane.position[2])].count(True) == 2
+    assert [h.record.pixel_offset is None for h in sorted(headers, key=lambda h: h.plane.position[2])].count(True) == 2
     np.testing.assert_array_equal(assemble_volume_from_headers(headers).array, assemble_volume(philips[:4]).array)
 
 
@@ -269,7 +271,51 @@ def test_index_path_errors_and_progress(samples, philips, tmp_path):
         assemble_volume_from_headers(headers)
     seen = []
     v = assemble_volume_from_headers(
-        [h for h in headers if h.path.stat().st_size and h.sop_uid != ds.SOPInstanceUID],
+        [h for h in headers if h.path.stat().st_size and h.record.SOPInstanceUID != ds.SOPInstanceUID],
         progress=lambda d, t, m: seen.append((d, t, m)),
     )
     assert v.array.shape[0] == 5 and seen[-1][:2] == (5, 5)
+
+
+def test_a_record_of_an_older_version_is_read_again_from_the_file_and_replaced(philips, tmp_path):
+    """The index keeps a versioned slice record; one written by an older version (here the unversioned
+    two-letter-key dict of version 1) is never trusted: the header is read again and the record stored."""
+    from workstation.core.cache import Cache
+    from workstation.core.dicom.slices import VERSION, SliceRecord
+    from workstation.core.pixels.volume import assemble_volume_from_headers
+
+    with Cache(tmp_path / "home") as cache:
+        cache.import_paths(philips[:4])
+        (series,) = cache.query("series")
+        conn = cache._conn
+        current = dict(conn.execute("SELECT SOPInstanceUID, geometry FROM instances").fetchall())
+        old = '{"ipp":[0,0,0],"iop":[1,0,0,0,1,0],"ps":[9,9],"rows":512,"cols":512,"ba":16,"off":12,"len":5}'
+        conn.execute("UPDATE instances SET geometry = ?", (old,))
+        headers = cache.volume_slices(series.SeriesInstanceUID)
+        stored = dict(conn.execute("SELECT SOPInstanceUID, geometry FROM instances").fetchall())
+    assert stored == current and all(f'"version":{VERSION}' in g for g in stored.values())
+    assert [h.record for h in headers] == [SliceRecord.from_json(stored[h.record.SOPInstanceUID]) for h in headers]
+    np.testing.assert_array_equal(assemble_volume_from_headers(headers).array, assemble_volume(philips[:4]).array)
+
+
+def test_multi_frame_images_are_refused_in_words(samples):
+    enhanced = [samples / f"dcm_qa_enh/In/Siemens/XA10/6_{n}.dcm" for n in (1, 2)]
+    with pytest.raises(VolumeError, match="2 image.s. have several frames"):
+        assemble_volume(enhanced)
+
+
+def test_colour_slices_are_refused_not_read_as_grey(philips, tmp_path):
+    """A PALETTE COLOR slice has one sample per pixel like a grey one, but its values are palette indices."""
+    paths = []
+    for n, source in enumerate(philips[:3]):
+        ds = pydicom.dcmread(source)
+        if n == 1:
+            ds.PhotometricInterpretation = "PALETTE COLOR"
+            ds.PixelRepresentation = 0
+            for n_colour in range(3):   # Red, Green, Blue Palette Color Lookup Table Descriptor and Data
+                ds.add_new(0x00281101 + n_colour, "US", [256, 0, 16])
+                ds.add_new(0x00281201 + n_colour, "OW", np.arange(256, dtype="<u2").tobytes())
+        paths.append(tmp_path / f"{n}.dcm")
+        ds.save_as(paths[-1])
+    with pytest.raises(VolumeError, match="colour"):
+        assemble_volume(paths)

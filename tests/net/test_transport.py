@@ -193,6 +193,8 @@ def test_a_request_from_the_peer_between_ours_is_served_on_a_requested_associati
     done = threading.Event()
 
     def on_echo(event):
+        if done.is_set():
+            return 0x0000            # our second echo: nothing to send back
         def echo_back():
             answers.append(event.assoc.send_c_echo(msg_id=99).Status)
             done.set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,8 +10,9 @@ from workstation.core.cache import query as q
 from workstation.core.cache.core import CacheCore
 from workstation.core.cache.reports import CacheError
 from workstation.core.cache.schema import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS
+from workstation.core.dicom.slices import SliceRecord
 from workstation.core.model.records import Instance, Patient, Series, Study
-from workstation.core.pixels.volume import SliceHeader, read_slice_record
+from workstation.core.pixels.slice_reader import SliceHeader, read_slice_record
 
 _ANY = q.QueryFilter()
 
@@ -116,8 +116,9 @@ class Reads(CacheCore):
     def volume_slices(self, series_uid: str) -> list[SliceHeader]:
         """The slices of one series as `assemble_volume_from_headers` needs them, from the index alone.
 
-        Rows indexed before the slice record existed (schema 1) are read from their files once
-        and their record is stored, so the next open reads no header either.
+        Rows without a record of the current version (indexed by an older version, or rewritten on
+        import) are read from their files once and their record is stored, so the next open reads
+        no header either.
         """
         with self._lock:
             rows = self._db().execute(
@@ -129,13 +130,14 @@ class Reads(CacheCore):
         backfill = []
         for sop, relpath, size, geometry in rows:
             path = self._abs(relpath)
-            if geometry is None:
+            record = SliceRecord.from_json(geometry)
+            if record is None:
                 record, found = read_slice_record(path)
                 if found == size:
-                    backfill.append((json.dumps(record, separators=(",", ":")), sop))
-                headers.append(SliceHeader.from_record(path, record, found))
+                    backfill.append((record.to_json(), sop))
+                headers.append(SliceHeader(path, record, found))
             else:
-                headers.append(SliceHeader.from_record(path, json.loads(geometry), size))
+                headers.append(SliceHeader(path, record, size))
         if backfill:
             with self._write() as conn:
                 conn.executemany("UPDATE instances SET geometry = ? WHERE SOPInstanceUID = ?", backfill)

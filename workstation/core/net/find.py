@@ -16,10 +16,10 @@ from pynetdicom.sop_class import (
 )
 
 from workstation.core.cache.query import QueryFilter
+from workstation.core.dicom.values import header_value, integer, text
 from workstation.core.model import Instance, Series, Study
 from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError, associate
-from workstation.core.pixels.volume import header_value
 from workstation.core.tasks import CancelToken
 
 LEVELS = {"study": "STUDY", "series": "SERIES", "image": "IMAGE", "instance": "IMAGE"}
@@ -73,55 +73,34 @@ def identifier(level: str, query: QueryFilter) -> Dataset:
     return ds
 
 
-def _text(ds: Dataset, key: str) -> str:
-    """A value as text, read from the raw bytes where it can (pydicom's conversion of every value of
-    every response was 40 % of a 5,000-study search); multiple values joined with backslashes."""
-    value = header_value(ds, key)
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        return "\\".join(str(v) for v in value)
-    return str(value).strip()
-
-
-def _int(ds: Dataset, key: str) -> int | None:
-    value = header_value(ds, key)
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        value = value[0] if value else None
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
 def record(level: str, ds: Dataset) -> Study | Series | Instance:
     if level == "study":
         modalities = header_value(ds, "ModalitiesInStudy") or ""
         if isinstance(modalities, str):
             modalities = [m for m in modalities.split("\\") if m]
         return Study(
-            StudyInstanceUID=_text(ds, "StudyInstanceUID"), PatientID=_text(ds, "PatientID"),
-            PatientName=_text(ds, "PatientName"), PatientBirthDate=_text(ds, "PatientBirthDate"),
-            PatientSex=_text(ds, "PatientSex"), StudyDate=_text(ds, "StudyDate"), StudyTime=_text(ds, "StudyTime"),
-            StudyDescription=_text(ds, "StudyDescription"), AccessionNumber=_text(ds, "AccessionNumber"),
-            ReferringPhysicianName=_text(ds, "ReferringPhysicianName"), StudyID=_text(ds, "StudyID"),
+            StudyInstanceUID=text(ds, "StudyInstanceUID"), PatientID=text(ds, "PatientID"),
+            PatientName=text(ds, "PatientName"), PatientBirthDate=text(ds, "PatientBirthDate"),
+            PatientSex=text(ds, "PatientSex"), StudyDate=text(ds, "StudyDate"), StudyTime=text(ds, "StudyTime"),
+            StudyDescription=text(ds, "StudyDescription"), AccessionNumber=text(ds, "AccessionNumber"),
+            ReferringPhysicianName=text(ds, "ReferringPhysicianName"), StudyID=text(ds, "StudyID"),
             ModalitiesInStudy=tuple(str(m) for m in modalities if str(m)),
-            NumberOfStudyRelatedSeries=_int(ds, "NumberOfStudyRelatedSeries") or 0,
-            NumberOfStudyRelatedInstances=_int(ds, "NumberOfStudyRelatedInstances") or 0,
+            NumberOfStudyRelatedSeries=integer(ds, "NumberOfStudyRelatedSeries") or 0,
+            NumberOfStudyRelatedInstances=integer(ds, "NumberOfStudyRelatedInstances") or 0,
         )
     if level == "series":
         return Series(
-            SeriesInstanceUID=_text(ds, "SeriesInstanceUID"), StudyInstanceUID=_text(ds, "StudyInstanceUID"),
-            Modality=_text(ds, "Modality"), SeriesNumber=_int(ds, "SeriesNumber"),
-            SeriesDescription=_text(ds, "SeriesDescription"), BodyPartExamined=_text(ds, "BodyPartExamined"),
-            SeriesDate=_text(ds, "SeriesDate"), SeriesTime=_text(ds, "SeriesTime"),
-            NumberOfSeriesRelatedInstances=_int(ds, "NumberOfSeriesRelatedInstances") or 0,
+            SeriesInstanceUID=text(ds, "SeriesInstanceUID"), StudyInstanceUID=text(ds, "StudyInstanceUID"),
+            Modality=text(ds, "Modality"), SeriesNumber=integer(ds, "SeriesNumber"),
+            SeriesDescription=text(ds, "SeriesDescription"), BodyPartExamined=text(ds, "BodyPartExamined"),
+            SeriesDate=text(ds, "SeriesDate"), SeriesTime=text(ds, "SeriesTime"),
+            NumberOfSeriesRelatedInstances=integer(ds, "NumberOfSeriesRelatedInstances") or 0,
         )
     return Instance(
-        SOPInstanceUID=_text(ds, "SOPInstanceUID"), SeriesInstanceUID=_text(ds, "SeriesInstanceUID"),
-        StudyInstanceUID=_text(ds, "StudyInstanceUID"), SOPClassUID=_text(ds, "SOPClassUID"),
-        InstanceNumber=_int(ds, "InstanceNumber"), NumberOfFrames=_int(ds, "NumberOfFrames") or 1,
-        Rows=_int(ds, "Rows") or 0, Columns=_int(ds, "Columns") or 0,
+        SOPInstanceUID=text(ds, "SOPInstanceUID"), SeriesInstanceUID=text(ds, "SeriesInstanceUID"),
+        StudyInstanceUID=text(ds, "StudyInstanceUID"), SOPClassUID=text(ds, "SOPClassUID"),
+        InstanceNumber=integer(ds, "InstanceNumber"), NumberOfFrames=integer(ds, "NumberOfFrames") or 1,
+        Rows=integer(ds, "Rows") or 0, Columns=integer(ds, "Columns") or 0,
     )
 
 
@@ -167,7 +146,7 @@ def find(
                 outcome.cancelled = True
                 return
             else:
-                comment = _text(status, "ErrorComment")
+                comment = text(status, "ErrorComment")
                 raise NetworkError(f"node {node.name} ended the search with status 0x{code:04X}"
                                    + (f": {comment}" if comment else ""))
         if not answered:
@@ -232,9 +211,9 @@ def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
                 assoc.send_c_cancel(1, context_id)
                 _drain(responses)
                 break
-            uid = _text(found, "SOPInstanceUID") if found is not None else ""
+            uid = text(found, "SOPInstanceUID") if found is not None else ""
             if uid:
-                listed.append((uid, _int(found, "InstanceNumber")) if numbered else uid)
+                listed.append((uid, integer(found, "InstanceNumber")) if numbered else uid)
     return listed
 
 

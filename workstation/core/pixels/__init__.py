@@ -1,19 +1,16 @@
-"""Qt-free pixel pipeline: decode, Modality LUT, VOI, presentation, geometry and volumes."""
+"""Qt-free pixel pipeline: decode, Modality LUT, VOI, presentation, and volumes."""
 
-from .errors import PixelDataError
-from .geometry import ImagePlane, orientation_labels, pixel_spacing
+from .errors import PixelDataError, VolumeError
 from .image import ImageSource
 from .render import FrameRenderer, render
 from .voi import VoiLut, Window
 
 __all__ = [
     "FrameRenderer",
-    "ImagePlane",
     "ImageSource",
     "PixelDataError",
     "VoiLut",
+    "VolumeError",
     "Window",
-    "orientation_labels",
-    "pixel_spacing",
     "render",
 ]

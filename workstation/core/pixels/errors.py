@@ -1,4 +1,4 @@
-"""The one exception type the pixel pipeline raises, so callers can show a reason instead of crashing."""
+"""The exception types the pixel pipeline raises, so callers can show a reason instead of crashing."""
 
 from __future__ import annotations
 
@@ -8,3 +8,7 @@ class PixelDataError(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(" ".join(str(reason).split()))
+
+
+class VolumeError(Exception):
+    """The slices cannot form one volume; ``str(e)`` says why."""

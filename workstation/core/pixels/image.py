@@ -18,9 +18,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.uid import UID
 
-from .codecs import decoder_status, transfer_syntax_name
+from workstation.core.dicom.codecs import decoder_problem, transfer_syntax_name
+from workstation.core.dicom.frames import native_size
+from workstation.core.dicom.geometry import ImagePlane, frame_attribute, plane_from_dataset
+
 from .errors import PixelDataError
-from .geometry import ImagePlane, frame_attribute, plane_from_dataset
 from .voi import FUNCTIONS, VoiLut, Window
 
 MAX_FRAME_BYTES = 1 << 30
@@ -209,18 +211,14 @@ class ImageSource:
         if self.samples_per_pixel > 1 and "PlanarConfiguration" not in ds:
             ds.PlanarConfiguration = 0
 
-        pixels = self.rows * self.columns * self.samples_per_pixel
-        frame_bytes = (pixels * self.bits_allocated + 7) // 8
-        if pi == "YBR_FULL_422" and not self.transfer_syntax.is_encapsulated:
-            frame_bytes = frame_bytes * 2 // 3
-        self.frame_bytes = frame_bytes
+        shape = (self.rows, self.columns, self.samples_per_pixel, self.bits_allocated)
+        # Decoded, YBR_FULL_422 comes out with three samples per pixel; native, it keeps two.
+        frame_bytes = native_size(*shape, 1, "" if self.transfer_syntax.is_encapsulated else pi)
         dims = f"Rows x Columns ({self.rows} x {self.columns})"
         value = ds[keyword].value
         held = len(value) if value is not None else 0
         if not self.transfer_syntax.is_encapsulated:
-            needed = (pixels * self.number_of_frames * self.bits_allocated + 7) // 8
-            if pi == "YBR_FULL_422":
-                needed = needed * 2 // 3
+            needed = native_size(*shape, self.number_of_frames, pi)
             if held < needed:
                 if self.number_of_frames > 1:
                     dims += f" x {self.number_of_frames} frames"
@@ -297,9 +295,9 @@ class ImageSource:
 
     def _decode(self, index: int) -> np.ndarray:
         ts = self.transfer_syntax
-        status = decoder_status(str(ts))
-        if status is not None:
-            raise PixelDataError(f"cannot decode {transfer_syntax_name(ts)}: {status}")
+        problem = decoder_problem(str(ts))
+        if problem is not None:
+            raise PixelDataError(problem)
         try:
             arr, props = get_decoder(ts).as_array(
                 self.dataset,

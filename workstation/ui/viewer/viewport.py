@@ -13,8 +13,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
+from workstation.core.dicom.geometry import orientation_labels
 from workstation.core.model.display_set import DisplaySet
-from workstation.core.pixels.geometry import orientation_labels
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.pixels.voi import Window
 from workstation.services.frame_service import FrameService

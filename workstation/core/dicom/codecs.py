@@ -1,10 +1,10 @@
-"""Which pixel codecs this installation can really decode, probed through pydicom's decoder registry."""
+"""Which transfer syntaxes this installation can decode, probed through pydicom's decoder registry, and
+the one sentence that says why one cannot be and what to install."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from pydicom.pixels import get_decoder
 from pydicom.uid import UID
 
 PLUGIN_HINTS = {
@@ -25,22 +25,27 @@ PLUGIN_HINTS = {
 
 def transfer_syntax_name(uid: str) -> str:
     """'JPEG Extended (Process 2 and 4) (1.2.840.10008.1.2.4.51)' style label for messages."""
-    u = UID(uid)
+    u = UID(str(uid))
     name = u.name if u.is_valid and u.name != str(u) else "unknown transfer syntax"
     return f"{name} ({u})"
 
 
 @cache
-def decoder_status(transfer_syntax_uid: str) -> str | None:
-    """None when a decoder plugin is importable, else the reason and the plugin to install."""
+def decoder_problem(transfer_syntax_uid: str) -> str | None:
+    """None when pixel data in this transfer syntax can be decoded here, else why not and what to install."""
+    from pydicom.pixels import get_decoder
+
     uid = UID(str(transfer_syntax_uid))
+    label = transfer_syntax_name(uid)
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:
-        return f"no pixel decoder exists for {transfer_syntax_name(uid)}"
+        return f"{label} cannot be decoded: pydicom has no decoder for it"
+    except Exception as exc:
+        return f"{label} cannot be decoded: {exc}"
     if decoder.is_available:
         return None
     hint = PLUGIN_HINTS.get(str(uid), "a pydicom pixel decoder plugin")
     missing = "; ".join(decoder.missing_dependencies)
     detail = f" (missing: {missing})" if missing else ""
-    return f"{transfer_syntax_name(uid)} needs {hint}, which is not installed{detail}"
+    return f"{label} cannot be decoded: it needs {hint}, which is not installed{detail}"

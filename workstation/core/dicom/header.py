@@ -1,0 +1,163 @@
+"""A file's header without its pixel data, and where its native pixel bytes sit.
+
+Native little-endian Pixel Data normally ends the file. When it does, the header needs parsing only
+up to the Image Pixel module (group 0028): the Pixel Data element is then checked byte for byte
+where the image's size says it must sit, just before the end, and the private groups between
+(often most of a CT header) are never parsed. `read_to_pixel_module` is that fast path; a file it
+does not fit is read whole by the caller, with pixel data deferred, and `native_pixel_location`
+finds the same offset in it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from workstation.core.dicom.frames import native_size, padded
+from workstation.core.dicom.values import integer, text
+
+PREFIX = 64 * 1024
+"""Bytes read at first: every header but those with big private groups or embedded icons fits."""
+DEFER = 1024
+"""Values longer than this are left unread (their offset is kept) by a header read."""
+PIXEL_DATA = 0x7FE00010
+LAST_HEADER_GROUP = 0x0028
+_PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
+_FUNCTIONAL_GROUPS_LE = (b"\x00\x52\x29\x92", b"\x00\x52\x30\x92")
+"""(5200,9229) and (5200,9230) as stored: where enhanced objects keep the geometry of their frames."""
+_MAX_SKIPPED = 1 << 20
+_NATIVE_LE = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
+
+Read = Callable[[int, int], bytes]
+"""read(offset, count): bytes of the file (os.pread on its descriptor)."""
+
+
+@dataclass
+class Header:
+    """A file's File Meta and data set, read without pixel data; a native Pixel Data element (when the
+    file has one) is a RawDataElement whose `value_tell` is its value's offset in the file."""
+
+    dataset: Dataset
+    meta: Dataset
+    transfer_syntax: str
+
+
+@lru_cache(maxsize=64)
+def syntax(transfer_syntax: str) -> UID:
+    """Transfer syntaxes are few: each UID object (and its validation) is made once."""
+    return UID(transfer_syntax)
+
+
+def reader(fd: int) -> Read:
+    return lambda offset, count: os.pread(fd, count, offset)
+
+
+def read_file_meta(head: bytes) -> tuple[io.BytesIO, Dataset, str] | None:
+    """(stream positioned after the File Meta, the File Meta, its transfer syntax), or None without a
+    preamble or with a File Meta that cannot be read."""
+    if head[128:132] != b"DICM":
+        return None
+    fp = io.BytesIO(head)
+    fp.seek(132)
+    try:
+        meta = read_dataset(fp, False, True, stop_when=lambda tag, vr, length: tag.group != 2)
+    except Exception:
+        return None
+    return fp, meta, text(meta, "TransferSyntaxUID").rstrip("\x00 ")
+
+
+def _after_header_groups(tag, vr, length) -> bool:
+    return tag.group > LAST_HEADER_GROUP
+
+
+def read_to_pixel_module(read: Read, head: bytes, size: int) -> Header | None:
+    """The fast path: File Meta and data set up to group 0028 from `head` (the file's first bytes), then
+    native little-endian Pixel Data verified to end the file (of `size` bytes).
+
+    None unless all of that holds and no functional groups sit in the skipped part (enhanced objects
+    keep their frames' geometry there): the caller then reads the whole header.
+    """
+    opened = read_file_meta(head)
+    if opened is None:
+        return None
+    fp, meta, ts = opened
+    if ts not in _NATIVE_LE:
+        return None
+    implicit = ts == ImplicitVRLittleEndian
+    try:
+        ds = read_dataset(fp, implicit, True, defer_size=DEFER, stop_when=_after_header_groups)
+    except Exception:
+        return None
+    stop = fp.tell()
+    if stop + 8 > len(head) or int.from_bytes(head[stop:stop + 2], "little") <= LAST_HEADER_GROUP:
+        return None   # the header ended (no pixel data) or the prefix was too short to tell
+    rows, columns, bits = integer(ds, "Rows"), integer(ds, "Columns"), integer(ds, "BitsAllocated")
+    if rows is None or columns is None or bits is None:
+        return None
+    frames = max(1, integer(ds, "NumberOfFrames") or 1)
+    length = padded(native_size(rows, columns, integer(ds, "SamplesPerPixel") or 1, bits, frames,
+                                text(ds, "PhotometricInterpretation")))
+    element = pixel_element_at_end(read, head, stop, size, length, implicit)
+    if element is None:
+        return None
+    ds._dict[PIXEL_DATA] = element
+    return Header(ds, meta, ts)
+
+
+def pixel_element_at_end(read: Read, head: bytes, stop: int, size: int, length: int,
+                         implicit: bool) -> RawDataElement | None:
+    """The Pixel Data element of `length` bytes ending the file, checked byte for byte, or None.
+
+    Everything from `stop` (where the partial parse ended) to that element is looked through for the
+    tags of functional groups.
+    """
+    header = 8 if implicit else 12
+    start = size - length - header
+    if start < stop or start - stop > _MAX_SKIPPED:
+        return None
+    end = start + header
+    skipped = head[stop:end] if end <= len(head) else head[stop:] + read(len(head), end - len(head))
+    element = skipped[start - stop:]
+    if element[:4] != _PIXEL_TAG_LE:
+        return None
+    if implicit:
+        vr, found = None, element[4:8]
+    elif element[4:6] in (b"OB", b"OW") and element[6:8] == b"\x00\x00":
+        vr, found = element[4:6].decode(), element[8:12]
+    else:
+        return None
+    if int.from_bytes(found, "little") != length or any(tag in skipped for tag in _FUNCTIONAL_GROUPS_LE):
+        return None
+    return RawDataElement(BaseTag(PIXEL_DATA), vr, length, None, end, implicit, True)
+
+
+def native_pixel_location(ds: Dataset, transfer_syntax: str) -> tuple[int | None, int]:
+    """(offset of the value, its length) of native little-endian Pixel Data in the file `ds` was read
+    from with pixel data deferred; (None, 0) when it is compressed, big endian, deflated or absent."""
+    raw = ds._dict.get(PIXEL_DATA)
+    if raw is None or not transfer_syntax or transfer_syntax == DeflatedExplicitVRLittleEndian:
+        return None, 0
+    uid = syntax(transfer_syntax)
+    tell, length = getattr(raw, "value_tell", None), getattr(raw, "length", None)
+    if uid.is_compressed or not uid.is_little_endian or tell is None or length in (None, 0xFFFFFFFF):
+        return None, 0
+    return tell, length
+
+
+def pixel_element_precedes(read: Read, offset: int, length: int) -> bool:
+    """Whether a Pixel Data element of `length` bytes has its value at `offset`: a cheap check that a
+    file was not replaced since its offset was recorded."""
+    start = max(0, offset - 12)
+    head = read(start, offset - start)
+    if len(head) < 8 or int.from_bytes(head[-4:], "little") != length:
+        return False
+    return head[-8:-4] == _PIXEL_TAG_LE or (len(head) == 12 and head[:4] == _PIXEL_TAG_LE and head[4:6] in (b"OB", b"OW"))
