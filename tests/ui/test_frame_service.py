@@ -31,7 +31,7 @@ def test_only_the_newest_request_of_a_viewport_is_decoded(qtbot, service, sample
         return original(ref)
 
     service.cache.load = spy
-    viewport = object()
+    viewport = service.register()
     for i, ref in enumerate(refs):
         service.request(viewport, i, ref)
     qtbot.waitUntil(lambda: len(refs) - 1 in loaded, timeout=10000)
@@ -46,6 +46,39 @@ def test_only_the_newest_request_of_a_viewport_is_decoded(qtbot, service, sample
 def test_an_undecodable_frame_is_reported_with_its_reason(qtbot, service, samples):
     bad = samples / "nema_wg04/JPLY/MR1_JPLY"
     with qtbot.waitSignal(service.frame_failed, timeout=10000) as failed:
-        service.request("viewport", 0, FrameRef(str(bad), 0, "x"))
+        service.request(service.register(), 0, FrameRef(str(bad), 0, "x"))
     assert failed.args[1] == 0
     assert "JPEG Extended" in failed.args[2]
+
+
+def test_a_closed_viewport_is_forgotten_and_hears_nothing_more(qtbot, service, samples):
+    """Viewports come and go with layouts: the service keeps nothing for a closed one, and what it
+    had pending is neither decoded for it nor delivered to it."""
+    from workstation.ui.viewer.viewport import ViewportWidget
+
+    files = sorted((samples / "dcm_qa_ct/In/Philips/S21570/S2020").iterdir())[:12]
+    refs = [FrameRef(str(p), 0, p.name) for p in files]
+    widgets = [ViewportWidget(service) for _ in range(5)]
+    ids = [w.viewport_id for w in widgets]
+    assert len(set(ids)) == 5
+    for w, ref in zip(widgets, refs):
+        service.request(w.viewport_id, 0, ref)
+    assert service.viewports() == 5
+    for w in widgets[:4]:
+        w.deleteLater()
+    qtbot.waitUntil(lambda: service.viewports() == 1, timeout=5000)
+    service.pool.waitForDone(10000)
+    qtbot.wait(50)
+
+    heard: list[int] = []
+    service.frame_loaded.connect(lambda viewport_id, index, renderer: heard.append(viewport_id))
+    service.frame_failed.connect(lambda viewport_id, index, reason: heard.append(viewport_id))
+    for ref in refs[5:]:
+        service.request(ids[0], 0, ref)   # a request that was pending when its viewport closed
+        service.request(ids[4], 0, ref)
+    service.forget(ids[0])
+    service.pool.waitForDone(10000)
+    qtbot.waitUntil(lambda: ids[4] in heard, timeout=5000)
+    qtbot.wait(50)
+    assert ids[0] not in heard
+    assert service.viewports() == 1

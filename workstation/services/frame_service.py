@@ -1,12 +1,14 @@
 """Decodes frames for the viewer on a worker, newest request first, with an LRU of results.
 
 Scrolling fast through a stack queues many requests; only the newest one per viewport is
-decoded, the others are dropped before they start. A decoded frame keeps its modality values
+decoded, the others are dropped before they start. Viewports are known by an id from
+`register()`; a closed viewport calls `forget(id)` and its pending requests come to nothing. A decoded frame keeps its modality values
 in a `FrameRenderer`, so window/level on the GUI thread only re-runs the VOI lookup.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections import OrderedDict
@@ -58,10 +60,10 @@ class _FrameCache:
 
 
 class FrameService(QObject):
-    """frame_loaded(viewport, index, renderer) or frame_failed(viewport, index, reason)."""
+    """frame_loaded(viewport_id, index, renderer) or frame_failed(viewport_id, index, reason)."""
 
-    frame_loaded = Signal(object, int, object)
-    frame_failed = Signal(object, int, str)
+    frame_loaded = Signal(int, int, object)
+    frame_failed = Signal(int, int, str)
     _wake = Signal()
 
     def __init__(self, threads: int = 2) -> None:
@@ -72,20 +74,30 @@ class FrameService(QObject):
         self.pool.setMaxThreadCount(threads)
         self.cache = _FrameCache()
         self._prefetching: set[tuple[str, int]] = set()
-        self._latest: dict[object, int] = {}
+        self._latest: dict[int, int] = {}   # viewport id -> generation of its newest request
+        self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._generation = 0
+
+    def register(self) -> int:
+        """A new viewport's id, for its requests and for `forget` when it closes."""
+        return next(self._ids)
+
+    def forget(self, viewport_id: int) -> None:
+        """The viewport closed: its pending requests are dropped and nothing more is kept for it."""
+        with self._lock:
+            self._latest.pop(viewport_id, None)
 
     def cached(self, ref: FrameRef) -> FrameRenderer | None:
         return self.cache.get(ref)
 
-    def request(self, viewport: object, index: int, ref: FrameRef) -> None:
+    def request(self, viewport_id: int, index: int, ref: FrameRef) -> None:
         """Ask for a frame; an older pending request of the same viewport is dropped."""
         with self._lock:
             self._generation += 1
             generation = self._generation
-            self._latest[viewport] = generation
-        self.pool.start(_DecodeTask(self, viewport, index, ref, generation))
+            self._latest[viewport_id] = generation
+        self.pool.start(_DecodeTask(self, viewport_id, index, ref, generation))
 
     def prefetch(self, refs: list[FrameRef]) -> None:
         """Decode neighbours in the background so scrolling finds them ready."""
@@ -115,11 +127,19 @@ class FrameService(QObject):
                 name, args = self._outbox.get_nowait()
             except queue.Empty:
                 return
-            getattr(self, name).emit(*args)
+            with self._lock:
+                known = args[0] in self._latest
+            if known:   # nothing reaches a viewport that has closed meanwhile
+                getattr(self, name).emit(*args)
 
-    def is_current(self, viewport: object, generation: int) -> bool:
+    def is_current(self, viewport_id: int, generation: int) -> bool:
         with self._lock:
-            return self._latest.get(viewport) == generation
+            return self._latest.get(viewport_id) == generation
+
+    def viewports(self) -> int:
+        """How many viewports have requests on record (closed ones are forgotten)."""
+        with self._lock:
+            return len(self._latest)
 
     def shutdown(self) -> None:
         self.pool.clear()
@@ -127,7 +147,7 @@ class FrameService(QObject):
 
 
 class _DecodeTask(QRunnable):
-    def __init__(self, service: FrameService, viewport, index: int, ref: FrameRef, generation: int) -> None:
+    def __init__(self, service: FrameService, viewport: int, index: int, ref: FrameRef, generation: int) -> None:
         super().__init__()
         self.service, self.viewport, self.index, self.ref, self.generation = service, viewport, index, ref, generation
 

@@ -21,6 +21,8 @@ class FrameRenderer:
     def __init__(self, source: ImageSource, frame: int = 0) -> None:
         self.source = source
         self.frame = frame
+        self.number_of_frames = source.number_of_frames
+        self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
         self.is_color = source.is_color
         self.invert = source.invert
         self._rgb: np.ndarray | None = None

@@ -8,6 +8,8 @@ workstations); the wheel and the arrow/page keys scroll through the frames.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
@@ -53,8 +55,10 @@ class ViewportWidget(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(256, 256)
         self.setAutoFillBackground(False)
+        self.viewport_id = frames.register()
         frames.frame_loaded.connect(self._on_frame_loaded)
         frames.frame_failed.connect(self._on_frame_failed)
+        self.destroyed.connect(partial(frames.forget, self.viewport_id))   # no reference to self
 
     # --- what to show -------------------------------------------------------------------------
 
@@ -95,7 +99,7 @@ class ViewportWidget(QWidget):
         if hit is not None:
             self._show(hit, index)
         else:
-            self.frames.request(self, index, ref)
+            self.frames.request(self.viewport_id, index, ref)
         ahead = self.display_set.frames[index + 1:index + 1 + PREFETCH_AHEAD]
         self.frames.prefetch(list(ahead))
         self.frame_changed.emit(index)
@@ -111,12 +115,12 @@ class ViewportWidget(QWidget):
 
     # --- frames arriving ----------------------------------------------------------------------
 
-    def _on_frame_loaded(self, viewport, index: int, renderer: FrameRenderer) -> None:
-        if viewport is self and index == self.index:
+    def _on_frame_loaded(self, viewport_id: int, index: int, renderer: FrameRenderer) -> None:
+        if viewport_id == self.viewport_id and index == self.index:
             self._show(renderer, index)
 
-    def _on_frame_failed(self, viewport, index: int, reason: str) -> None:
-        if viewport is self and index == self.index:
+    def _on_frame_failed(self, viewport_id: int, index: int, reason: str) -> None:
+        if viewport_id == self.viewport_id and index == self.index:
             self.renderer = None
             self.image = None
             self.error = reason
@@ -144,7 +148,7 @@ class ViewportWidget(QWidget):
         w, h = self.image.width(), self.image.height()
         aspect = 1.0
         if self.renderer is not None:
-            plane = self.renderer.source.plane(self.renderer.frame)
+            plane = self.renderer.plane
             if plane is not None and plane.pixel_spacing[1] > 0:
                 aspect = plane.pixel_spacing[0] / plane.pixel_spacing[1]  # row spacing / column spacing
         shown_h = h * aspect
@@ -173,10 +177,10 @@ class ViewportWidget(QWidget):
         top_right = [series.Modality, series.SeriesDescription,
                      f"Series {series.SeriesNumber}" if series.SeriesNumber is not None else ""]
         bottom_left = [f"Image {self.index + 1} / {len(ds)}"] if len(ds) else []
-        if self.renderer is not None and self.renderer.source.number_of_frames > 1:
-            bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.source.number_of_frames}")
+        if self.renderer is not None and self.renderer.number_of_frames > 1:
+            bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.number_of_frames}")
         bottom_right = []
-        if self.renderer is not None and not self.renderer.source.is_color:
+        if self.renderer is not None and not self.renderer.is_color:
             if self.window is None and self.renderer.voi_luts and not self.renderer.file_windows:
                 bottom_right.append("VOI LUT")
             else:
@@ -203,7 +207,7 @@ class ViewportWidget(QWidget):
                     y = self.height() - margin - line * (len(lines) - 1 - i) - metrics.descent()
                 _shadowed_text(p, x, y, text)
         if self.renderer is not None:
-            plane = self.renderer.source.plane(self.renderer.frame)
+            plane = self.renderer.plane
             if plane is not None:
                 rect = self.image_rect()
                 labels = orientation_labels(plane)
