@@ -30,7 +30,7 @@ def build(home: Path):
     frames = FrameService()
     network = NetworkService(home, cache, settings)
     window = MainWindow(cache_service, frames, network)
-    network.start_server()  # its state (or a busy port, in words) reaches the status bar
+    network.storage.start()  # its state (or a busy port, in words) reaches the status bar
     network.prepare_retrieval()
     return window, (cache, runner, cache_service, frames, network)
 

@@ -19,7 +19,7 @@ from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.core.settings import Settings, load_settings, save_settings
-from workstation.services.network_service import CANCELLED, DONE, FAILED
+from workstation.services.transfer_queue import CANCELLED, DONE, FAILED
 from workstation.ui.browser.study_table import STUDY_ROLE
 
 pytestmark = pytest.mark.timeout(180)
@@ -46,7 +46,7 @@ def make_window(qtbot, workstation_home):
         win.show()
         qtbot.waitExposed(win)
         network = services[-1]
-        qtbot.waitUntil(lambda: network.server is not None or "Not receiving" in network.server_status, timeout=10000)
+        qtbot.waitUntil(lambda: network.storage.server is not None or "Not receiving" in network.storage.status, timeout=10000)
         return win
 
     yield make
@@ -112,7 +112,7 @@ def test_search_streams_rows_then_expand_retrieve_and_open(qtbot, make_window, o
 
     # Retrieve: the transfer's progress bar reaches the end and the study turns to "both".
     browser.retrieve_button.click()
-    transfer = win.network.transfers[-1]
+    transfer = win.network.queue.transfers[-1]
     bar, cancel, retry = win.transfers.widgets(transfer)
     qtbot.waitUntil(lambda: transfer.finished, timeout=90000)
     assert transfer.state == DONE, transfer.error
@@ -143,7 +143,7 @@ def test_open_a_remote_study_shows_images_while_they_arrive(qtbot, make_window, 
     shown_sets = []
     win.display_set_shown.connect(shown_sets.append)
     browser.open_button.click()
-    transfer = win.network.transfers[-1]
+    transfer = win.network.queue.transfers[-1]
     qtbot.waitUntil(lambda: bool(shown_sets) or "Could not open" in win.status_label.text(), timeout=30000)
     assert shown_sets, (transfer.state, transfer.error, transfer.done, win.status_label.text())
     shown = type("Shown", (), {"args": shown_sets})
@@ -290,7 +290,7 @@ def test_send_a_local_study_to_a_node(qtbot, make_window, orthanc, fresh_orthanc
     browser._fill_send_menu()
     action = next(a for a in browser.send_menu.actions() if a.text() == "fresh")
     action.trigger()
-    transfer = win.network.transfers[-1]
+    transfer = win.network.queue.transfers[-1]
     assert transfer.kind == "send" and transfer.node == fresh
     qtbot.waitUntil(lambda: transfer.finished, timeout=60000)
     assert transfer.state == DONE, transfer.error
@@ -352,7 +352,7 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
     sources = win.browser.search_bar.source_box
     assert "orthanc" in [sources.itemText(i) for i in range(sources.count())]
     qtbot.waitUntil(lambda: f"port {new_port}" in win.server_label.text(), timeout=10000)
-    assert network.server is not None and network.server.port == new_port
+    assert network.storage.server is not None and network.storage.server.port == new_port
 
 
 def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, make_window, orthanc):
@@ -377,8 +377,8 @@ def test_the_series_list_follows_arrivals_without_asking_the_node_again(qtbot, m
     select_study(qtbot, browser, lambda s: s.PatientID == PHANTOM and s.NumberOfStudyRelatedInstances == 141)
     qtbot.waitUntil(lambda: browser.series_table.rowCount() == 2, timeout=15000)
     asked = []
-    original = win.network.series
-    win.network.series = lambda *args: asked.append(args) or original(*args)
+    original = win.network.queries.series
+    win.network.queries.series = lambda *args: asked.append(args) or original(*args)
     slices = sorted(p for p in (samples / "dcm_qa_ct/In/Philips/S21570/S2020").iterdir())[:10]
     with qtbot.waitSignal(win.import_ended, timeout=60000):
         win.import_paths([str(p) for p in slices])

@@ -61,7 +61,7 @@ def test_a_closed_viewport_is_forgotten_and_hears_nothing_more(qtbot, service, s
     widgets = [ViewportWidget(service) for _ in range(5)]
     ids = [w.viewport_id for w in widgets]
     assert len(set(ids)) == 5
-    for w, ref in zip(widgets, refs):
+    for w, ref in zip(widgets, refs[:5], strict=True):
         service.request(w.viewport_id, 0, ref)
     assert service.viewports() == 5
     for w in widgets[:4]:

@@ -10,7 +10,7 @@ from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.core.settings import Settings
-from workstation.services import network_service
+from workstation.services import query_service
 from workstation.services.jobs import JobRunner
 from workstation.services.network_service import NetworkService
 
@@ -47,10 +47,10 @@ def test_find_streams_batches_of_at_most_50_records(qtbot, tmp_path, monkeypatch
             outcome.count += 1
             yield Study(StudyInstanceUID=f"1.2.{i}", NumberOfStudyRelatedInstances=3)
 
-    monkeypatch.setattr(network_service, "find", fake_find)
+    monkeypatch.setattr(query_service, "find", fake_find)
     with Cache(tmp_path) as cache:
         service = NetworkService(tmp_path, cache, Settings())
-        job = service.find(Node("n", "N", "127.0.0.1", 104), "study", QueryFilter())
+        job = service.queries.find(Node("n", "N", "127.0.0.1", 104), "study", QueryFilter())
         batches = []
         job.partial.connect(batches.append)
         with qtbot.waitSignal(job.ended, timeout=10000):

@@ -41,9 +41,12 @@ class Job(QObject):
         self.streaming = streaming
         self.token = CancelToken()
         self.running = False
+        self.on_cancel: Callable[[], None] | None = None   # a queue's hook: take the job out before it starts
 
     def cancel(self) -> None:
         self.token.cancel()
+        if self.on_cancel is not None:
+            self.on_cancel()
 
 
 class _Runnable(QRunnable):
@@ -101,10 +104,17 @@ class JobRunner(QObject):
         self._wake.connect(self._drain)
 
     def submit(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> Job:
+        return self.start(self.prepare(name, function, streaming))
+
+    def prepare(self, name: str, function: JobFunction | StreamingJobFunction, streaming: bool = False) -> Job:
+        """A job kept alive but not started: a queue starts it when its turn comes."""
         job = Job(name, function, streaming)
         self._live.add(job)
         job.running = True
-        if self._closed:  # the application is closing: answer "cancelled" instead of running it
+        return job
+
+    def start(self, job: Job) -> Job:
+        if self._closed or job.token.cancelled:  # closing, or cancelled while queued: never run it
             job.token.cancel()
             self.relay(job, "cancelled", None)
             self.relay(job, "ended", None)

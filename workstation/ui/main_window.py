@@ -24,10 +24,12 @@ from workstation.core.cache import ImportReport
 from workstation.core.model import Study
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.model.node import Node
+from workstation.core.scheduling import Priority
 from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.jobs import Job
-from workstation.services.network_service import NetworkService, Transfer, study_description
+from workstation.services.network_service import NetworkService
+from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
 from workstation.ui.network.nodes_dialog import NodesDialog
 from workstation.ui.network.transfers_widget import TransfersWidget
@@ -96,11 +98,11 @@ class MainWindow(QMainWindow):
             self.transfers_dock.setWidget(self.transfers)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
             self.resizeDocks([self.transfers_dock], [150], Qt.Orientation.Vertical)
-            network.server_changed.connect(self.server_label.setText)
+            network.storage.server_changed.connect(self.server_label.setText)
             network.instances_received.connect(
                 lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
             network.instance_added.connect(self._on_instance_added)
-            network.transfer_added.connect(self._on_transfer_added)
+            network.queue.transfer_added.connect(self._on_transfer_added)
             self.browser.remote_open_requested.connect(self.open_remote)
 
         self._build_menus()
@@ -273,8 +275,8 @@ class MainWindow(QMainWindow):
     def open_remote(self, node: Node, study: Study, series_uid: str | None = None) -> Transfer:
         """Retrieve (what is missing of) a study or series and show it as soon as its first image arrives."""
         uid = study.StudyInstanceUID
-        transfer = self.network.retrieve(node, uid, [series_uid] if series_uid else None,
-                                         description=study_description(study))
+        transfer = self.network.queue.retrieve(node, uid, [series_uid] if series_uid else None,
+                                               description=study_description(study), priority=Priority.OPENED)
         self._awaiting = (uid, series_uid)
         self._awaiting_transfer = transfer
         transfer.ended.connect(lambda: self._on_awaited_transfer_ended(transfer))

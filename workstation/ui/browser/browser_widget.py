@@ -28,7 +28,9 @@ from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.jobs import Job
-from workstation.services.network_service import FoundBatch, NetworkService, study_description, where_it_is
+from workstation.services.network_service import NetworkService
+from workstation.services.query_service import FoundBatch, where_it_is
+from workstation.services.transfer_queue import study_description
 from workstation.ui.browser.search_bar import SearchBarWidget, count_text
 from workstation.ui.browser.series_table import SeriesTableWidget
 from workstation.ui.browser.study_table import STUDY_ROLE
@@ -144,7 +146,7 @@ class BrowserWidget(QWidget):
         self.model.set_studies([])
         self.series_table.clear_series()
         self.empty_hint.hide()
-        job = self.network.find(node, "study", query, referring=referring)
+        job = self.network.queries.find(node, "study", query, referring=referring)
         self._search_job = job
         self.search_bar.show_count(f"Searching {node.name}…")
         self.search_bar.set_searching(True)
@@ -227,7 +229,7 @@ class BrowserWidget(QWidget):
         if self.current_node() is None:
             self.search()
         elif dirty and self.network is not None:
-            job = self.network.locality(sorted(dirty))
+            job = self.network.queries.locality(sorted(dirty))
             self._locality_job = job
             job.succeeded.connect(lambda local, uids=dirty: self._on_locality(uids, local))
         if current is not None and current.StudyInstanceUID in dirty:
@@ -288,7 +290,7 @@ class BrowserWidget(QWidget):
         study, node = self.current_study(), self.current_node()
         if study is None or node is None:
             return None
-        transfer = self.network.retrieve(node, study.StudyInstanceUID, description=study_description(study))
+        transfer = self.network.queue.retrieve(node, study.StudyInstanceUID, description=study_description(study))
         self.status_changed.emit(f"Retrieving {study_description(study)} from {node.name}…")
         return transfer
 
@@ -304,7 +306,7 @@ class BrowserWidget(QWidget):
         if study is None:
             return None
         self.status_changed.emit(f"Sending {study_description(study)} to {node.name}…")
-        return self.network.send(node, study.StudyInstanceUID, description=study_description(study))
+        return self.network.queue.send(node, study.StudyInstanceUID, description=study_description(study))
 
     def _toggle_pin(self, study: Study | None = None) -> None:
         study = study or self.current_study()

@@ -17,11 +17,11 @@ from workstation.core.model import Series, Study
 from workstation.core.model.node import Node
 from workstation.services.cache_service import CacheService
 from workstation.services.jobs import Job
-from workstation.services.network_service import NetworkService, where_it_is
+from workstation.services.network_service import NetworkService
+from workstation.services.query_service import where_it_is
 from workstation.ui.viewer.viewport import qimage_from
 
 THUMB = 64
-PREVIEWS_AT_ONCE = 2
 SERIES_ROLE = Qt.ItemDataRole.UserRole
 LOCAL_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -41,8 +41,7 @@ class SeriesTableWidget(QTableWidget):
         self._study_uid = ""
         self._thumbs: dict[str, QPixmap] = {}
         self._thumb_jobs: dict[str, Job] = {}
-        self._previews_waiting: list[str] = []
-        self._previews_running: set[str] = set()
+        self._previews: dict[str, Job] = {}   # previews of the listed study, queued or running
         self.setHorizontalHeaderLabels(["", "#", "Modality", "Description", "Images", "Where"])
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -60,7 +59,7 @@ class SeriesTableWidget(QTableWidget):
         if node is None:
             job = self.cache.series(study.StudyInstanceUID)
         else:
-            job = self.network.series(node, study.StudyInstanceUID)
+            job = self.network.queries.series(node, study.StudyInstanceUID)
         self._job = job
         self._node = node
         self._study_uid = study.StudyInstanceUID
@@ -71,7 +70,9 @@ class SeriesTableWidget(QTableWidget):
         """Empty the list; an answer still on its way for the old study is ignored."""
         self._job = None
         self._local_job = None
-        self._previews_waiting.clear()
+        for job in list(self._previews.values()):
+            job.cancel()   # a preview still waiting in the network queue leaves it
+        self._previews.clear()
         self.setRowCount(0)
 
     def refresh_local(self) -> None:
@@ -139,33 +140,23 @@ class SeriesTableWidget(QTableWidget):
                 thumb.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
 
     def _request_thumbnail(self, series_uid: str, remote: bool = False) -> None:
-        if series_uid in self._thumb_jobs or series_uid in self._previews_waiting:
+        if series_uid in self._thumb_jobs:
             return
-        if remote:
-            self._previews_waiting.append(series_uid)
-            self._next_previews()
-            return
-        job = self.cache.thumbnail(series_uid, THUMB)
+        if remote:   # the network queue runs previews after the opened study, two at a time
+            job = self.network.queue.preview(self._node, self._study_uid, series_uid, THUMB)
+            self._previews[series_uid] = job
+            job.failed.connect(lambda message, uid=series_uid: self._on_thumbnail_failed(uid, message))
+        else:
+            job = self.cache.thumbnail(series_uid, THUMB)
         self._thumb_jobs[series_uid] = job
         job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
-        job.ended.connect(lambda uid=series_uid: self._thumb_jobs.pop(uid, None))
+        job.ended.connect(lambda uid=series_uid, job=job: self._on_thumbnail_ended(uid, job))
 
-    def _next_previews(self) -> None:
-        """Fetch previews PREVIEWS_AT_ONCE at a time: each opens associations, and a PACS limits how many
-        one AE title may hold (a 20-series study would otherwise ask for 60 at once)."""
-        while self._previews_waiting and len(self._previews_running) < PREVIEWS_AT_ONCE:
-            series_uid = self._previews_waiting.pop(0)
-            job = self.network.preview(self._node, self._study_uid, series_uid, THUMB)
-            self._thumb_jobs[series_uid] = job
-            self._previews_running.add(series_uid)
-            job.failed.connect(lambda message, uid=series_uid: self._on_thumbnail_failed(uid, message))
-            job.succeeded.connect(lambda buffer, uid=series_uid: self._on_thumbnail(uid, buffer))
-            job.ended.connect(lambda uid=series_uid: self._on_preview_ended(uid))
-
-    def _on_preview_ended(self, series_uid: str) -> None:
-        self._thumb_jobs.pop(series_uid, None)
-        self._previews_running.discard(series_uid)
-        self._next_previews()
+    def _on_thumbnail_ended(self, series_uid: str, job: Job) -> None:
+        if self._thumb_jobs.get(series_uid) is job:
+            del self._thumb_jobs[series_uid]
+        if self._previews.get(series_uid) is job:
+            del self._previews[series_uid]
 
     def _thumbnail_items(self, series_uid: str) -> list[QTableWidgetItem]:
         """The thumbnail cells of the rows showing `series_uid`."""

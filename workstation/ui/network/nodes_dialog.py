@@ -95,7 +95,7 @@ class NodesDialog(QDialog):
         own_form = QFormLayout(own_box)
         own_form.addRow("Our AE title", self.own_aet_edit)
         own_form.addRow("Storage SCP port", self.own_port_spin)
-        own_form.addRow(QLabel(network.server_status))
+        own_form.addRow(QLabel(network.storage.status))
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -181,7 +181,7 @@ class NodesDialog(QDialog):
             self.test_label.setText(str(exc))
             return None
         self.test_label.setText(f"Testing {node.name}…")
-        job = self.network.echo(node)
+        job = self.network.queries.echo(node)
         self._echo_job = job
         job.succeeded.connect(lambda seconds: self._tested(job, f"{node.name} answered in {seconds * 1000:.0f} ms."))
         job.failed.connect(lambda message: self._tested(job, message.removeprefix(f"C-ECHO to {node.name} failed: ")))

@@ -18,7 +18,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.services.network_service import CANCELLED, DONE, FAILED, NetworkService, Transfer
+from workstation.services.network_service import NetworkService
+from workstation.services.transfer_queue import CANCELLED, DONE, FAILED, Transfer
 
 COLUMNS = ["Transfer", "Node", "Progress", "Speed", "State", ""]
 
@@ -52,8 +53,8 @@ class TransfersWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table)
-        network.transfer_added.connect(self.add)
-        for transfer in network.transfers:
+        network.queue.transfer_added.connect(self.add)
+        for transfer in network.queue.transfers:
             self.add(transfer)
 
     def add(self, transfer: Transfer) -> None:
