@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
-from workstation.core.model.display_set import DisplaySet, display_set_for
+from workstation.core.loading import read_display_set
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
 from workstation.services.jobs import Job, JobRunner
@@ -42,17 +42,7 @@ class CacheService(QObject):
 
     def display_set(self, series_uid: str) -> Job:
         """The frames of a series, with its study, for the viewer."""
-
-        def work(progress, cancel) -> DisplaySet:
-            found = self.cache.query("series", QueryFilter(SeriesInstanceUID=series_uid), limit=1)
-            if not found:
-                raise LookupError(f"series {series_uid} is no longer in the cache")
-            series = found[0]
-            studies = self.cache.studies(QueryFilter(StudyInstanceUID=series.StudyInstanceUID), limit=1)
-            self.cache.touch(series.StudyInstanceUID)
-            return display_set_for(series, self.cache.instances(series_uid), studies[0] if studies else None)
-
-        return self.runner.submit("open series", work)
+        return self.runner.submit("open series", lambda progress, cancel: read_display_set(self.cache, series_uid))
 
     def import_paths(self, paths: list[str | Path]) -> Job:
         def work(progress, cancel):

@@ -29,6 +29,7 @@ from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService
+from workstation.services.study_loader_service import OpeningHandle, StudyLoaderService
 from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
 from workstation.ui.network.nodes_dialog import NodesDialog
@@ -53,17 +54,14 @@ class MainWindow(QMainWindow):
     import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
 
     def __init__(self, cache: CacheService, frames: FrameService, network: NetworkService | None = None,
-                 parent: QWidget | None = None) -> None:
+                 loader: StudyLoaderService | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.cache = cache
         self.frames = frames
         self.network = network
-        self._awaiting: tuple[str, str | None] | None = None   # (study, series or None) to open on arrival
-        self._awaiting_transfer: Transfer | None = None
-        self._grow_job: Job | None = None
-        self._grow_again = False
+        self.loader = loader or StudyLoaderService(cache.cache, cache.runner)
         self.import_job: Job | None = None
-        self._open_job: Job | None = None
+        self._opening: OpeningHandle | None = None   # the newest request to show something
         self._open_first_after_import = False
         self._import_report: ImportReport | None = None
         self.setWindowTitle("Workstation")
@@ -71,7 +69,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
         self.browser = BrowserWidget(cache, network)
-        self.viewer = ViewerWidget(frames)
+        self.viewer = ViewerWidget(frames, self.loader)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.browser, "Studies")
         self.tabs.addTab(self.viewer, "Viewer")
@@ -101,11 +99,12 @@ class MainWindow(QMainWindow):
             network.storage.server_changed.connect(self.server_label.setText)
             network.instances_received.connect(
                 lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
-            network.instance_added.connect(self._on_instance_added)
+            network.instance_added.connect(self.loader.instances_added)
             network.queue.transfer_added.connect(self._on_transfer_added)
             self.browser.remote_open_requested.connect(self.open_remote)
 
         self._build_menus()
+        self.viewer.display_set_grown.connect(self.display_set_grown)
         self.browser.series_opened.connect(self.open_series)
         self.browser.study_opened.connect(self.open_study)
         self.browser.status_changed.connect(self.show_status)
@@ -243,29 +242,20 @@ class MainWindow(QMainWindow):
     # --- opening ------------------------------------------------------------------------------
 
     def open_study(self, study_uid: str) -> None:
-        job = self.cache.series(study_uid)
-        job.succeeded.connect(self._on_study_series)
-        job.failed.connect(self.show_status)
-        self._open_job = job
-
-    def _on_study_series(self, series) -> None:
-        if self.sender() is not self._open_job:
-            return
-        images = [s for s in series if s.NumberOfSeriesRelatedInstances] or series
-        if not images:
-            self.show_status("This study has no series in the cache.")
-            return
-        self.open_series(images[0].SeriesInstanceUID)
+        self._open(self.loader.open_study(study_uid))
 
     def open_series(self, series_uid: str) -> None:
-        job = self.cache.display_set(series_uid)
-        job.succeeded.connect(self._on_display_set)
-        job.failed.connect(self.show_status)
-        self._open_job = job
+        self._open(self.loader.open_series(series_uid))
+
+    def _open(self, opening: OpeningHandle) -> None:
+        """Show what `opening` brings, unless a newer request replaced it meanwhile."""
+        if self._opening is not None:
+            self._opening.cancel()
+        self._opening = opening
+        opening.opened.connect(self._on_display_set)
+        opening.failed.connect(self.show_status)
 
     def _on_display_set(self, display_set: DisplaySet) -> None:
-        if self.sender() is not self._open_job:
-            return
         self.viewer.show_display_set(display_set)
         self.tabs.setCurrentWidget(self.viewer)
         self.display_set_shown.emit(display_set)
@@ -277,34 +267,10 @@ class MainWindow(QMainWindow):
         uid = study.StudyInstanceUID
         transfer = self.network.queue.retrieve(node, uid, [series_uid] if series_uid else None,
                                                description=study_description(study), priority=Priority.OPENED)
-        self._awaiting = (uid, series_uid)
-        self._awaiting_transfer = transfer
-        transfer.ended.connect(lambda: self._on_awaited_transfer_ended(transfer))
-        job = self.cache.series(uid)  # part of it may be local already: show that at once
-        job.succeeded.connect(lambda series: self._on_awaited_local_series(uid, series))
+        self._open(self.loader.open_study(uid, series_uid, transfer=transfer))  # what is local shows at once
         self.show_status(f"Retrieving {study_description(study)} from {node.name}; "
                          "the images show as soon as they arrive.")
         return transfer
-
-    def _on_awaited_transfer_ended(self, transfer: Transfer) -> None:
-        """The retrieval ended before an arrival was announced (they are coalesced): open what is local."""
-        if transfer is not self._awaiting_transfer or self._awaiting is None:
-            return
-        uid = self._awaiting[0]
-        job = self.cache.series(uid)
-        job.succeeded.connect(lambda series: self._on_awaited_local_series(uid, series, transfer))
-
-    def _on_awaited_local_series(self, study_uid: str, series, ended: Transfer | None = None) -> None:
-        if self._awaiting is None or self._awaiting[0] != study_uid:
-            return
-        wanted = self._awaiting[1]
-        local = [s for s in series if s.NumberOfSeriesRelatedInstances and (wanted is None or s.SeriesInstanceUID == wanted)]
-        if local:
-            self._awaiting = None
-            self.open_series(local[0].SeriesInstanceUID)
-        elif ended is not None:
-            self._awaiting = None
-            self.show_status(f"Could not open the study: {ended.error or ended.status_text()}")
 
     def _on_transfer_added(self, transfer: Transfer) -> None:
         transfer.ended.connect(lambda: self._on_transfer_ended(transfer))
@@ -313,40 +279,6 @@ class MainWindow(QMainWindow):
         verb = "Retrieval" if transfer.kind == "retrieve" else "Send"
         self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {transfer.state}: "
                          f"{transfer.status_text()}")
-
-    def _on_instance_added(self, study_uid: str, series_uid: str) -> None:
-        if self._awaiting is not None and self._awaiting[0] == study_uid and self._awaiting[1] in (None, series_uid):
-            self._awaiting = None
-            self.open_series(series_uid)
-            return
-        shown = self.viewer.viewport.display_set
-        if shown is not None and shown.key == series_uid:
-            self._grow_viewer()
-
-    def _grow_viewer(self) -> None:
-        """Re-read the shown series from the cache (coalesced: one read at a time)."""
-        if self._grow_job is not None:
-            self._grow_again = True
-            return
-        shown = self.viewer.viewport.display_set
-        if shown is None:
-            return
-        job = self.cache.display_set(shown.key)
-        self._grow_job = job
-        job.succeeded.connect(self._on_grown)
-        job.ended.connect(self._on_grow_ended)
-
-    def _on_grown(self, display_set: DisplaySet) -> None:
-        shown = self.viewer.viewport.display_set
-        if shown is not None and shown.key == display_set.key and len(display_set) != len(shown):
-            self.viewer.grow_display_set(display_set)
-            self.display_set_grown.emit(display_set)
-
-    def _on_grow_ended(self) -> None:
-        self._grow_job = None
-        if self._grow_again:
-            self._grow_again = False
-            self._grow_viewer()
 
     def show_status(self, message: str) -> None:
         self.status_label.setText(message)

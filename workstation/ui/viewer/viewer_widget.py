@@ -5,20 +5,26 @@ Later issues add layouts of several viewports, tools and hanging protocols here.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSignalBlocker, Qt
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QScrollBar, QVBoxLayout, QWidget
 
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.pixels.presets import load_presets
 from workstation.services.frame_service import FrameService
+from workstation.services.study_loader_service import SeriesWatch, StudyLoaderService
 from workstation.ui.viewer.viewport import ViewportWidget
 
 DEFAULT_CHOICE = "Window: from the image"
 
 
 class ViewerWidget(QWidget):
-    def __init__(self, frames: FrameService, parent: QWidget | None = None) -> None:
+    display_set_grown = Signal(object)   # the DisplaySet shown, with more images than before
+
+    def __init__(self, frames: FrameService, loader: StudyLoaderService | None = None,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.loader = loader
+        self._watch: SeriesWatch | None = None   # the shown series, as it grows in the cache
         self.viewport = ViewportWidget(frames)
         self.scroll = QScrollBar(Qt.Orientation.Vertical)
         self.scroll.setRange(0, 0)
@@ -45,11 +51,24 @@ class ViewerWidget(QWidget):
         self.preset_box.textActivated.connect(self._on_preset)
 
     def show_display_set(self, display_set: DisplaySet) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
+        if self.loader is not None:
+            self._watch = self.loader.watch(display_set.key, display_set)
+            self._watch.grown.connect(self._on_grown)
+            self.destroyed.connect(self._watch.close)   # a closed viewer stops watching
         self._set_scroll(0, len(display_set))
         self.preset_box.setCurrentIndex(0)
         self._set_title(display_set)
         self.viewport.show_display_set(display_set)
         self.viewport.setFocus()
+
+    def _on_grown(self, display_set: DisplaySet) -> None:
+        shown = self.viewport.display_set
+        if shown is not None and shown.key == display_set.key:
+            self.grow_display_set(display_set)
+            self.display_set_grown.emit(display_set)
 
     def grow_display_set(self, display_set: DisplaySet) -> None:
         """More instances of the series shown arrived: the stack grows, the frame shown stays."""
