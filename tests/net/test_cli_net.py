@@ -123,5 +123,312 @@ def test_listen_receives_a_push_from_storescu(tmp_path, samples):
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.count("received ") == 28
+    assert _leftovers(home) == []
     assert json.loads(ws("list", "--json", home=home).stdout)[0]["NumberOfStudyRelatedInstances"] == 28
     assert json.loads(ws("verify", "--json", home=home).stdout)["ok"] is True
+
+
+# Receiving under faults: malformed and hostile instances, killed workstations, children's output.
+
+def _encode(ds, implicit: bool) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, implicit
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def _instance(sop: str | None):
+    from pydicom.dataset import Dataset
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    ds = Dataset()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    if sop is not None:
+        ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.10.1.1", "1.2.826.0.1.3680043.10.1.1.1"
+    ds.PatientID, ds.PatientName, ds.Modality = "FAULTS", "Faults^Receive", "OT"
+    return ds
+
+
+def _part10(path, body: bytes, transfer_syntax: str, affected_sop: str):
+    """A file whose File Meta (what a sender puts in its C-STORE request) says what we choose, before raw bytes."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = affected_sop
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1.9"
+    with open(path, "wb") as f:
+        f.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(f, meta, enforce_standard=True)
+        f.write(body)
+    return path
+
+
+def _deflate_bomb(path, gib: int = 1):
+    """A deflated file of about 1 MB whose data set is one 1 GiB element of zeros; built in milliseconds:
+    after a full flush, deflating the same block gives the same bytes, so one 16 MiB block is repeated."""
+    import zlib
+
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    size = gib << 30
+    element = b"\x09\x00\x10\x10OB\x00\x00" + size.to_bytes(4, "little")
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = deflater.compress(_encode(_instance("1.2.826.0.1.3680043.10.1.1.1.66"), False) + element)
+    head += deflater.flush(zlib.Z_FULL_FLUSH)
+    block = deflater.compress(bytes(16 << 20)) + deflater.flush(zlib.Z_FULL_FLUSH)
+    body = head + block * (size // (16 << 20)) + deflater.flush()
+    return _part10(path, body, DeflatedExplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.1.1.66")
+
+
+def _send_raw(port: int, paths, monkeypatch) -> list[int]:
+    """C-STORE each file's bytes after its File Meta as they are (pynetdicom's chunked sending), with the
+    Affected SOP Instance UID and transfer syntax its File Meta names; the statuses answered."""
+    from pydicom.filereader import read_file_meta_info
+    from pynetdicom import AE, _config
+
+    monkeypatch.setattr(_config, "STORE_SEND_CHUNKED_DATASET", True)
+    ae = AE("FAULTY")
+    for path in paths:   # one context for each: a context offering several transfer syntaxes gets one
+        meta = read_file_meta_info(path)
+        ae.add_requested_context(meta.MediaStorageSOPClassUID, meta.TransferSyntaxUID)
+    ae.network_timeout = ae.dimse_timeout = 60
+    assoc = ae.associate("127.0.0.1", port, ae_title="WORKSTATION")
+    assert assoc.is_established
+    try:
+        return [assoc.send_c_store(str(path)).Status for path in paths]
+    finally:
+        assoc.release()
+
+
+class _Listening:
+    """`workstation listen` as a subprocess, its output read as it comes."""
+
+    def __init__(self, home, port: int) -> None:
+        import subprocess
+        import sys
+        import threading
+
+        from tests.peers import c_echo, wait_until
+
+        self.home, self.port = home, port
+        self.proc = subprocess.Popen([sys.executable, "-m", "workstation", "--home", str(home), "listen", "--port",
+                                      str(port), "--host", "127.0.0.1"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [threading.Thread(target=lambda s=s, into=into: into.extend(s), daemon=True)
+                         for s, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+        wait_until(lambda: c_echo("WORKSTATION", port), 30, "workstation listen", self.proc)
+
+    def descendants(self) -> list[int]:
+        """The listen process and every process under it (receivers, a fork server and its children)."""
+        from pathlib import Path
+
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for children in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    todo += [int(c) for c in children.read_text().split()]
+                except OSError:
+                    pass
+        return found
+
+    def peak_kib(self) -> int:
+        """The largest VmHWM (peak resident memory) of the processes of this workstation."""
+        from pathlib import Path
+
+        peaks = []
+        for pid in self.descendants():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            peaks += [int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")]
+        return max(peaks)
+
+    def finish(self, sig=None) -> int:
+        import signal
+
+        self.proc.send_signal(sig or signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        for reader in self._readers:
+            reader.join(10)
+        return code
+
+
+def _leftovers(home) -> list:
+    """Temporary or staged files in the cache: what an interrupted receive can leave."""
+    cache = home / "cache"
+    return [p for p in cache.rglob("*") if p.is_file() and (p.name.endswith(".tmp") or "receiving" in p.parts)
+            and not p.name.endswith(".lock")]
+
+
+def test_listen_refuses_malformed_instances_with_their_status_and_one_line_each(tmp_path, monkeypatch):
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from tests.peers import free_port
+
+    home = tmp_path / "h"
+    files = [
+        # Explicit VR bytes on an Implicit VR context: stored, it could never be read back
+        _part10(tmp_path / "explicit.dcm", _encode(_instance("1.2.826.0.1.3680043.10.1.1.1.1"), False),
+                ImplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.1.1.1"),
+        _part10(tmp_path / "no-sop.dcm", _encode(_instance(None), True), ImplicitVRLittleEndian,
+                "1.2.826.0.1.3680043.10.1.1.1.2"),
+        _part10(tmp_path / "other-sop.dcm", _encode(_instance("1.2.826.0.1.3680043.10.1.1.1.3"), True),
+                ImplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.1.1.999"),
+        _part10(tmp_path / "good.dcm", _encode(_instance("1.2.826.0.1.3680043.10.1.1.1.4"), True),
+                ImplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.1.1.4"),
+    ]
+    listening = _Listening(home, free_port())
+    try:
+        statuses = _send_raw(listening.port, files, monkeypatch)
+    finally:
+        code = listening.finish()
+    assert statuses == [0xC000, 0xA900, 0xA900, 0x0000]
+    assert code == 0
+    stderr = "".join(listening.err)
+    assert "Traceback" not in stderr
+    refused = [line for line in listening.err if line.startswith("warning: refused")]
+    assert len(refused) == 3 and len(listening.err) == 4, stderr
+    assert "Explicit VR but its transfer syntax is Implicit VR Little Endian" in refused[0]
+    assert "has no SOPInstanceUID" in refused[1] and "is not the request's 1.2.826.0.1.3680043.10.1.1.1.999" in refused[2]
+    listed = json.loads(ws("list", "--level", "instance", "--study-uid", "1.2.826.0.1.3680043.10.1.1", "--json",
+                           home=home).stdout)
+    assert [i["SOPInstanceUID"] for i in listed] == ["1.2.826.0.1.3680043.10.1.1.1.4"]
+    assert "has no SOPInstanceUID" in (home / "logs" / "workstation.log").read_text()
+
+
+PEAK_KIB = 400 * 1024
+"""Generous for a receiver (about 65 MB at rest, 130 MB while inflating the largest allowed data set);
+unbounded, the bomb took one to 2.1 GB."""
+
+
+def test_listen_refuses_a_deflate_bomb_in_bounded_memory_and_keeps_real_deflated_instances(tmp_path, monkeypatch,
+                                                                                           samples):
+    from tests.peers import free_port
+
+    bomb = _deflate_bomb(tmp_path / "bomb.dcm")
+    assert bomb.stat().st_size < 2 << 20
+    real = samples / "pydicom_testfiles/pydicom/image_dfl.dcm"   # 4.3 KB inflating 61 times
+    home = tmp_path / "h"
+    listening = _Listening(home, free_port())
+    try:
+        statuses = _send_raw(listening.port, [bomb, real], monkeypatch)
+        peak = listening.peak_kib()
+    finally:
+        listening.finish()
+    assert statuses == [0xC000, 0x0000]
+    assert peak < PEAK_KIB, f"a receiver reached {peak / 1024:.0f} MB"
+    refused = [line for line in listening.err if line.startswith("warning: refused")]
+    assert len(refused) == 1 and "element (0009,1010) of the deflated data set declares 1073741824 bytes" in refused[0]
+    assert json.loads(ws("verify", "--json", home=home).stdout)["ok"] is True
+
+
+def test_import_refuses_a_deflate_bomb_in_bounded_memory(tmp_path):
+    import subprocess
+    import sys
+
+    bomb = _deflate_bomb(tmp_path / "bomb.dcm")
+    # the peak resident memory of the import and every process it starts, measured by a parent of its own
+    measure = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(done.stdout); "
+               "print(done.stderr, file=sys.stderr); sys.exit(done.returncode)")
+    proc = subprocess.run([sys.executable, "-c", measure, sys.executable, "-m", "workstation", "--home",
+                           str(tmp_path / "h"), "import", str(bomb), "--json"], capture_output=True, text=True, timeout=300)
+    peak, _, doc = proc.stdout.partition("\n")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert int(peak) < PEAK_KIB, f"the import reached {int(peak) / 1024:.0f} MB"
+    rejected = json.loads(doc)["rejected"]
+    assert len(rejected) == 1 and "of the deflated data set declares 1073741824 bytes" in rejected[0]["reason"]
+
+
+def _gone(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_start(tmp_path, samples):
+    import signal
+    import subprocess
+
+    from tests.peers import free_port, peer_env, wait_until
+
+    home = tmp_path / "h"
+    first = _Listening(home, free_port())
+    push = subprocess.Popen(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(first.port), "+sd",
+                             str(samples / "dcm_qa_ct/In/GE")], env=peer_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any(line.startswith("received") for line in first.out), 30, "the first instance")
+        # the workstation stops committing: its receivers stage the next instance and wait for the commit
+        first.proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: _leftovers(home), 30, "an instance staged and not committed")
+        staged = _leftovers(home)
+        # another workstation on the same home starts meanwhile: the live receivers' files are theirs
+        second = _Listening(home, free_port())
+        assert all(p.exists() for p in staged)
+        assert second.finish() == 0
+        assert all(p.exists() for p in staged)
+        receivers = [pid for pid in first.descendants() if pid != first.proc.pid]
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.send_signal(signal.SIGCONT)
+        first.proc.wait(timeout=30)
+        # its receivers die with it (PR_SET_PDEATHSIG); a process gone or a zombie holds no lock
+        wait_until(lambda: all(_gone(pid) for pid in receivers), 20, "the killed workstation's receivers")
+    finally:
+        push.kill()
+        push.wait()
+    assert all(p.exists() for p in staged), "nothing was left behind to clean: the test proves nothing"
+    third = _Listening(home, free_port())
+    try:
+        assert _leftovers(home) == [], "the next start left what the killed receivers staged"
+    finally:
+        assert third.finish() == 0
+    assert json.loads(ws("verify", "--json", home=home).stdout)["ok"] is True
+
+
+def test_receivers_started_by_the_fork_server_log_to_the_file_not_the_terminal(tmp_path, monkeypatch, samples):
+    import os
+    import signal
+    import time
+
+    from tests.peers import c_echo, free_port, wait_until
+
+    home = tmp_path / "h"
+    listening = _Listening(home, free_port())
+    try:
+        first = [pid for pid in listening.descendants() if pid != listening.proc.pid]
+        for pid in first:
+            os.kill(pid, signal.SIGKILL)
+        # the workstation has threads now: the replacements come from a fork server, which inherits no logging
+        wait_until(lambda: "starting another" in (home / "logs" / "workstation.log").read_text(), 20, "a replacement")
+        wait_until(lambda: c_echo("WORKSTATION", listening.port), 30, "the replacement receivers")
+        time.sleep(0.5)
+        # pydicom warns while reading this one (its pixel data has no end), then the cache refuses it
+        statuses = _send_raw(listening.port, [samples / "pydicom_testfiles/pydicom-data/"
+                                              "emri_small_jpeg_2k_lossless_too_short.dcm"], monkeypatch)
+    finally:
+        listening.finish()
+    assert statuses == [0xC000]
+    stderr = "".join(listening.err)
+    assert "Warning" not in stderr and "Traceback" not in stderr, stderr
+    assert [line for line in listening.err if not line.startswith("listening")] == [
+        line for line in listening.err if line.startswith("warning: refused")] and len(listening.err) == 2, stderr
+    assert "End of file reached before delimiter" in (home / "logs" / "workstation.log").read_text()

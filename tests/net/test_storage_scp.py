@@ -80,3 +80,38 @@ def test_a_busy_port_is_reported_in_words(tmp_path, receivers):
             assert server.receiver_pids() == []
     finally:
         busy.close()
+
+
+@MODES
+def test_malformed_pushes_are_refused_with_their_status_and_heard_of(tmp_path, receivers, monkeypatch):
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from tests.net.test_cli_net import _encode, _instance, _part10, _send_raw
+
+    files = [_part10(tmp_path / "explicit.dcm", _encode(_instance("1.2.826.0.1.3680043.10.1.2.1"), False),
+                     ImplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.2.1"),
+             _part10(tmp_path / "other.dcm", _encode(_instance("1.2.826.0.1.3680043.10.1.2.2"), True),
+                     ImplicitVRLittleEndian, "1.2.826.0.1.3680043.10.1.2.3")]
+    port = free_port()
+    refused: list[tuple[str, int]] = []
+    with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WORKSTATION", port, host="127.0.0.1",
+                                                        receivers=receivers) as server:
+        server.subscribe_refused(lambda calling, sop, status, reason: refused.append((sop, status)))
+        assert _send_raw(port, files, monkeypatch) == [0xC000, 0xA900]
+        assert cache.studies() == [] and server.received == 0
+    assert refused == [("1.2.826.0.1.3680043.10.1.2.1", 0xC000), ("1.2.826.0.1.3680043.10.1.2.3", 0xA900)]
+
+
+def test_out_of_resources_is_answered_only_for_resources():
+    import errno
+    import sqlite3
+
+    from workstation.core.cache import CacheError
+    from workstation.core.net.received import failure_status
+
+    assert failure_status(OSError(errno.ENOSPC, "No space left on device")) == 0xA700
+    assert failure_status(OSError(errno.EDQUOT, "Disk quota exceeded")) == 0xA700
+    assert failure_status(sqlite3.OperationalError("database or disk is full")) == 0xA700
+    assert failure_status(OSError(errno.EACCES, "Permission denied")) == 0xC001
+    assert failure_status(OSError(errno.EIO, "Input/output error")) == 0xC001
+    assert failure_status(CacheError("missing SOPInstanceUID")) == 0xC000

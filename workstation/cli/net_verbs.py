@@ -262,6 +262,8 @@ def listen(args) -> int:
         except OSError as exc:
             raise CommandError(str(exc)) from None
         server.subscribe(lambda calling, sop, size: print(f"received {sop} from {calling}", flush=True))
+        server.subscribe_refused(lambda calling, sop, status, reason: warning(
+            f"refused {sop} from {calling} (status 0x{status:04X}): {reason}"))
         print(f"listening as {settings.ae_title} on port {port}; Ctrl-C stops", file=sys.stderr, flush=True)
         try:
             while not stop.wait(0.5):

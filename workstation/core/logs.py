@@ -1,7 +1,10 @@
-"""The workstation's log: one file under HOME/logs for the window and the command line alike.
+"""The workstation's log: one file under HOME/logs for the window, the command line and their children.
 
 Libraries log at their own levels; pynetdicom's warnings and errors (a rejected association, an
 exception in one of our handlers) are kept, its per-association chatter is not, unless --debug.
+A child process (receiver, retrieval worker) logs into the same file: `child_config` is what the
+parent hands it and `setup_child` what it calls first, so nothing it meets reaches the terminal as a
+traceback (a fork server's children inherit no logging at all).
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ from pathlib import Path
 
 LOG_FILE = "workstation.log"
 
+_configured: tuple[str, bool] | None = None
+"""(home, debug) of the last `setup_logging` in this process, for its children."""
+
 
 def setup_logging(home: Path, debug: bool = False) -> Path:
     """Send every log record to HOME/logs/workstation.log (and stderr too with `debug`); returns the file."""
+    global _configured
     folder = Path(home) / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_FILE
@@ -28,4 +35,23 @@ def setup_logging(home: Path, debug: bool = False) -> Path:
     )
     logging.getLogger("pynetdicom").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("pydicom").setLevel(logging.DEBUG if debug else logging.ERROR)
+    _configured = (str(home), debug)
     return path
+
+
+def child_config() -> tuple[str, bool] | None:
+    """What a child process needs to log where this one does: pass it to the child's `setup_child`."""
+    return _configured
+
+
+def setup_child(config: tuple[str, bool] | None) -> None:
+    """In a child process: log as the parent does (`child_config`), library warnings and the uncaught
+    exceptions of threads into the log too, so that stderr stays for the parent's one-line messages."""
+    import threading
+
+    if config is not None:
+        setup_logging(Path(config[0]), config[1])
+    logging.captureWarnings(True)
+    log = logging.getLogger("workstation.child")
+    threading.excepthook = lambda args: log.error(
+        "thread %s failed", getattr(args.thread, "name", "?"), exc_info=(args.exc_type, args.exc_value, args.exc_traceback))

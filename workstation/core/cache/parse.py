@@ -22,6 +22,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, DeflatedExplicitVRLittleEndi
 
 from workstation.core.cache.checks import Parsed, checked
 from workstation.core.cache.reports import CacheError
+from workstation.core.dicom.deflated import InflateError, read_deflated
 from workstation.core.dicom.header import (
     DEFER,
     PIXEL_DATA,
@@ -66,9 +67,12 @@ def _part10(ds: Dataset, data: bytes, ts: str, sop_class: str, sop: str) -> byte
     return buf.getvalue()
 
 
-def _read(stream, has_preamble: bool) -> Dataset:
+def _read(data: bytes, has_preamble: bool) -> Dataset:
     try:
-        return pydicom.dcmread(stream, force=not has_preamble, defer_size=DEFER)
+        # pydicom would inflate a deflated data set whatever size it declares: ours is bounded
+        return read_deflated(data, DEFER) or pydicom.dcmread(io.BytesIO(data), force=not has_preamble, defer_size=DEFER)
+    except InflateError as exc:
+        raise CacheError(str(exc)) from None
     except RecursionError:
         raise CacheError("cannot be read: sequences are nested too deeply") from None
     except (InvalidDicomError, EOFError) as exc:
@@ -82,7 +86,7 @@ def parse_instance(data: bytes) -> Parsed:
     has_preamble = data[128:132] == b"DICM"
     if not has_preamble and not _sniff_dataset_start(data):
         raise CacheError("not a DICOM file")
-    ds = _read(io.BytesIO(data), has_preamble)
+    ds = _read(data, has_preamble)
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     parsed, needs_meta = checked(ds, meta, data, len(data), has_preamble)
     if needs_meta:

@@ -17,6 +17,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
+from workstation.core import logs
 from workstation.core.cache.files import remove_temps_of
 from workstation.core.children import start_context
 from workstation.core.model.node import Node
@@ -60,7 +61,8 @@ class FetchPool:
     def _spawn(self) -> _Worker:
         context = start_context()
         parent, child = context.Pipe(duplex=True)
-        process = context.Process(target=fetch_worker.serve, args=(child,), name="retrieve-worker", daemon=True)
+        process = context.Process(target=fetch_worker.serve, args=(child, logs.child_config()), name="retrieve-worker",
+                                  daemon=True)
         process.start()
         child.close()
         return _Worker(process, parent)

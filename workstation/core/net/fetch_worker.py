@@ -19,10 +19,11 @@ import os
 import queue
 import threading
 
+from workstation.core import logs
 from workstation.core.children import as_child
 from workstation.core.net import transport
 from workstation.core.net.association import NetworkError
-from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, stage
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, refusal, stage
 from workstation.core.net.transfer import run_unit
 
 
@@ -71,9 +72,10 @@ class _Stager:
                     self._idle.set()
 
 
-def serve(conn) -> None:
+def serve(conn, log_config=None) -> None:
     """The worker's main loop: one unit at a time until the pipe closes."""
     as_child()
+    logs.setup_child(log_config)
     transport.install()
     send_lock = threading.Lock()
 
@@ -111,7 +113,11 @@ def serve(conn) -> None:
         def on_store(event, arrived: float, files_root=files_root) -> int:
             if stager.failing:
                 return STATUS_OUT_OF_RESOURCES
-            stager.put(encoded(event), str(event.request.AffectedSOPInstanceUID), arrived, files_root)
+            data, sop = encoded(event), str(event.request.AffectedSOPInstanceUID)
+            if (problem := refusal(data)) is not None:
+                send(("refused", sop, *problem))
+                return problem[0]
+            stager.put(data, sop, arrived, files_root)
             return 0x0000
 
         try:

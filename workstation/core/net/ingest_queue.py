@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 
 from workstation.core.cache import Cache, CacheError
-from workstation.core.net.received import STATUS_CANNOT_UNDERSTAND, STATUS_OUT_OF_RESOURCES
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, failure_status
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,11 @@ BATCH = 32
 
 
 def answer_status(outcome, source: str, size: int) -> tuple[int, int]:
-    """The C-STORE answer an ingest outcome deserves, and the stored size."""
+    """The C-STORE answer an ingest outcome deserves (`received.failure_status`), and the stored size."""
     if isinstance(outcome, CacheError):
         log.warning("refused an instance from %s: %s", source, outcome)
-        return STATUS_CANNOT_UNDERSTAND, 0
-    if isinstance(outcome, Exception):
-        log.error("cannot store an instance: %s", outcome)
-        return STATUS_OUT_OF_RESOURCES, 0
-    return 0x0000, size
+    elif isinstance(outcome, Exception):
+        log.error("cannot store an instance from %s: %s", source, outcome)
+    else:
+        return 0x0000, size
+    return failure_status(outcome), 0

@@ -4,10 +4,12 @@ The workstation binds the Storage SCP's port and accepts; each connection goes, 
 descriptor, to the receiver process serving the fewest, so the associations a PACS opens for
 C-MOVE (one per request, several at once) are served on several cores. (Receivers accepting from
 a shared socket themselves were tried: the one that had just served took nearly every new
-connection.) A receiver answers a C-MOVE sub-operation at once and a second thread checks the
-instance and writes it under a temporary name in its cache folder, as a retrieval worker does; a
-pushed instance (no move originator) is written durably and answered only once the workstation
-has committed it, because the sender may delete its copy on Success.
+connection.) A receiver refuses at once what `received.refusal` finds wrong, answers a C-MOVE
+sub-operation at once, and a second thread checks the instance and writes it under a temporary
+name in the receiver's own locked staging folder (`received.StagingFolder`), so what a killed
+receiver leaves is removed at the next start; a pushed instance (no move originator) is written
+durably and answered only once the workstation has committed it, because the sender may delete
+its copy on Success. Asked to stop, a receiver stages what it has already answered before it exits.
 
 To the workstation: ("staged", Parsed, calling AE, arrival time, token), ("refused", SOP Instance
 UID, status, reason, calling AE, token), ("drained", n), ("ended",) when a connection closes.
@@ -18,6 +20,7 @@ push, ("drain", n) (answered once everything received before it is reported), ("
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import queue
 import socket
@@ -29,15 +32,20 @@ from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from workstation.core import logs
 from workstation.core.children import as_child
 from workstation.core.net import received, transport
-from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, StagingFolder, encoded
+
+log = logging.getLogger(__name__)
 
 REFUSE_AFTER_FAILURE = 5.0
 """Seconds a receiver answers Out of Resources at once after a write failed (disk full, permissions),
 instead of accepting instances it cannot store; then it tries again."""
 PUSH_ANSWER_TIMEOUT = 60.0
 """Longest wait for the workstation to commit a pushed instance before answering Out of Resources."""
+STOP_STAGING_TIMEOUT = 10.0
+"""Longest a stopping receiver spends staging what it already answered."""
 
 
 def handed_server(address: tuple):
@@ -66,6 +74,7 @@ class _Answers:
         event = threading.Event()
         with self._lock:
             token = next(self._tokens)
+            # unanswered (the workstation too busy to commit in time, or stopping): the sender may try again later
             self._waiting[token] = [event, STATUS_OUT_OF_RESOURCES]
         return token, event
 
@@ -87,9 +96,19 @@ class _Answers:
             entry[0].set()
 
 
-def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -> None:
+def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str, log_config=None) -> None:
     """The receiver's life: serve the connections handed over until the workstation says stop."""
     as_child()
+    logs.setup_child(log_config)
+    try:
+        _serve(conn, address, aet, allowed, files_root)
+    except BaseException:  # the traceback belongs in the log, not on the workstation's terminal
+        log.exception("the Storage SCP receiver process failed")
+        os._exit(1)
+    os._exit(0)
+
+
+def _serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -> None:
     transport.install()
     send_lock = threading.Lock()
 
@@ -99,7 +118,9 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
 
     answers = _Answers()
     staging: queue.SimpleQueue = queue.SimpleQueue()
-    state = {"failing_until": 0.0}
+    state = {"failing_until": 0.0, "stopping": False}
+    staging_lock = threading.Lock()   # nothing is queued after the stop marker: it would never be staged
+    folder = StagingFolder(files_root)
     folders: set = set()
 
     def stage() -> None:
@@ -108,7 +129,8 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
                 send(("drained", item[1]))
                 continue
             data, sop, calling, arrived, token = item
-            parsed, status, reason = received.stage(data, files_root, folders, durable=token is not None)
+            parsed, status, reason = received.stage(data, files_root, folders, durable=token is not None,
+                                                    into=folder.path)
             if parsed is not None:
                 send(("staged", parsed, calling, arrived, token))
                 continue
@@ -121,17 +143,25 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
         calling = event.assoc.requestor.ae_title.strip()
         sop = str(event.request.AffectedSOPInstanceUID)
         data = encoded(event)
-        if event.request.MoveOriginatorApplicationEntityTitle:
-            if time.monotonic() < state["failing_until"]:
-                return STATUS_OUT_OF_RESOURCES
-            staging.put((data, sop, calling, arrived, None))
+        refused = received.refusal(data)
+        if refused is not None:
+            send(("refused", sop, *refused, calling, None))
+            return refused[0]
+        moved = bool(event.request.MoveOriginatorApplicationEntityTitle)
+        if moved and time.monotonic() < state["failing_until"]:
+            return STATUS_OUT_OF_RESOURCES
+        with staging_lock:
+            if state["stopping"]:
+                return STATUS_OUT_OF_RESOURCES   # stopping: the sender may try again later
+            token, answered = (None, None) if moved else answers.open()
+            staging.put((data, sop, calling, arrived, token))
+        if moved:
             return 0x0000
-        token, answered = answers.open()
-        staging.put((data, sop, calling, arrived, token))
         answered.wait(PUSH_ANSWER_TIMEOUT)
         return answers.take(token)
 
-    threading.Thread(target=stage, name="stager", daemon=True).start()
+    stager = threading.Thread(target=stage, name="stager", daemon=True)
+    stager.start()
     ae = AE(ae_title=aet)
     ae.maximum_pdu_size = 0
     for context in AllStoragePresentationContexts:
@@ -159,6 +189,9 @@ def serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) -
         elif message[0] == "drain":
             staging.put(message)
         elif message[0] == "stop":
+            with staging_lock:
+                state["stopping"] = True
+                staging.put(None)   # what was answered Success is staged and reported before we go
+            stager.join(STOP_STAGING_TIMEOUT)
             break
     answers.fail_all()
-    os._exit(0)

@@ -5,7 +5,8 @@ receiver (`receiver.serve`) serving the fewest. A thread per receiver reads what
 staged instances go to the Storage SCP's `IngestQueue` (a push's commit outcome goes back as its
 answer), drain markers tell `drain` that everything received before them is in the queue. A
 receiver that dies is replaced; the associations it was serving end, and their senders see the
-association dropped.
+association dropped. What dead receivers left in their staging folders is removed when the set
+starts and after it stops.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ import time
 from collections.abc import Callable
 from multiprocessing import reduction
 
+from workstation.core import logs
 from workstation.core.children import start_context
 from workstation.core.net import receiver
 from workstation.core.net.ingest_queue import IngestQueue
+from workstation.core.net.received import remove_abandoned
 
 log = logging.getLogger(__name__)
 
 ACCEPT_POLL = 0.2
 """How often the accepting thread looks whether the server is stopping."""
+RESPAWN_WAIT = 10.0
+"""Longest a new connection waits for a receiver while dead ones are being replaced."""
 RESPAWN_LIMIT = 3
 RESPAWN_WINDOW = 60.0
 """A receiver that dies is replaced, but no more than RESPAWN_LIMIT times a minute: one that cannot
@@ -58,14 +63,19 @@ class _Receiver:
 class ReceiverSet:
     """`count` receiver processes on `listener`, reporting into `writer`."""
 
-    def __init__(self, listener: socket.socket, aet: str, allowed: set[str], files_root: str, count: int) -> None:
+    def __init__(self, listener: socket.socket, aet: str, allowed: set[str], files_root: str, count: int,
+                 refused: Callable[[str, str, int, str], None] | None = None) -> None:
         self.listener = listener
         self.aet = aet
         self.allowed = sorted(allowed)
         self.files_root = files_root
         self.count = max(1, count)
         self.writer: IngestQueue | None = None
+        self.refused = refused
+        """refused(calling AE, SOP Instance UID, status, reason) for each instance a receiver refused."""
         self._receivers: list[_Receiver] = []
+        self._readers: list[threading.Thread] = []
+        self._gave_up = False
         self._respawns: list[float] = []
         self._lock = threading.Lock()
         self._stopping = False
@@ -75,7 +85,10 @@ class ReceiverSet:
 
     def start(self, writer: Callable[[], IngestQueue]) -> None:
         """All processes first, then the writer (`writer()` makes it) and the reader threads: forking is
-        cheap only while this process has no other thread."""
+        cheap only while this process has no other thread. What dead receivers left is removed first."""
+        removed = remove_abandoned(self.files_root)
+        if removed:
+            log.info("removed %d instances a stopped Storage SCP receiver had not handed over", removed)
         started = [self._spawn() for _ in range(self.count)]
         self.writer = writer()
         for entry in started:
@@ -96,8 +109,7 @@ class ReceiverSet:
                 continue
             with client:
                 for _ in range(2):
-                    with self._lock:
-                        alive = [r for r in self._receivers if r.process.is_alive()]
+                    alive = self._alive()
                     if not alive:
                         log.error("no Storage SCP receiver is running: a connection from %s was closed", address)
                         break
@@ -107,11 +119,22 @@ class ReceiverSet:
                         break
                     entry.load -= 1
 
+    def _alive(self) -> list[_Receiver]:
+        """The receivers alive now, waiting a little while dead ones are being replaced."""
+        deadline = time.monotonic() + RESPAWN_WAIT
+        while True:
+            with self._lock:
+                alive = [r for r in self._receivers if r.process.is_alive()]
+            if alive or self._stopping or self._gave_up or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.05)
+
     def _spawn(self) -> _Receiver:
         context = start_context()
         parent, child = context.Pipe(duplex=True)
         process = context.Process(target=receiver.serve, name="storage-receiver", daemon=True,
-                                  args=(child, self.listener.getsockname(), self.aet, self.allowed, self.files_root))
+                                  args=(child, self.listener.getsockname(), self.aet, self.allowed, self.files_root,
+                                        logs.child_config()))
         process.start()
         child.close()
         entry = _Receiver(process, parent)
@@ -120,7 +143,10 @@ class ReceiverSet:
         return entry
 
     def _listen_to(self, entry: _Receiver) -> None:
-        threading.Thread(target=self._read, args=(entry,), name="receiver-reader", daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(entry,), name="receiver-reader", daemon=True)
+        with self._lock:
+            self._readers.append(reader)
+        reader.start()
 
     def _read(self, entry: _Receiver) -> None:
         while True:
@@ -135,9 +161,11 @@ class ReceiverSet:
                 self.writer.put(parsed, parsed.sop, calling, arrived, done=done, durable=token is not None)
             elif kind == "refused":
                 _, sop, status, reason, calling, token = message
-                log.warning("refused an instance from %s: %s", calling, reason)
+                log.warning("refused %s from %s (status 0x%04X): %s", sop, calling, status, reason)
                 if token is not None:
                     entry.send(("ack", token, status))
+                if self.refused is not None:
+                    self.refused(calling, sop, status, reason)
             elif kind == "drained":
                 self._drained(message[1], entry)
             elif kind == "ended":
@@ -153,6 +181,7 @@ class ReceiverSet:
             now = time.monotonic()
             self._respawns = [t for t in self._respawns if now - t < RESPAWN_WINDOW] + [now]
             if len(self._respawns) > RESPAWN_LIMIT:
+                self._gave_up = True
                 log.error("Storage SCP receiver processes keep stopping (exit code %s); not starting more",
                           entry.process.exitcode)
                 return
@@ -196,9 +225,18 @@ class ReceiverSet:
         for entry in receivers:
             entry.send(("stop",))   # a forked sibling may hold our end of the pipe: EOF alone may never come
         for entry in receivers:
-            entry.process.join(3)
+            entry.process.join(receiver.STOP_STAGING_TIMEOUT + 3)
             if entry.process.is_alive():
                 entry.process.kill()
                 entry.process.join(1)
+        with self._lock:
+            readers = list(self._readers)
+        for reader in readers:   # everything the receivers reported is in the writer's queue after this
+            reader.join(2)
+        for entry in receivers:
             with contextlib.suppress(OSError):
                 entry.conn.close()
+
+    def remove_leftovers(self) -> None:
+        """After `stop` and the writer's last commit: remove what the stopped receivers staged and nobody took."""
+        remove_abandoned(self.files_root)

@@ -16,6 +16,7 @@ first association to the last commit.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -30,10 +31,12 @@ from workstation.core.net.association import NetworkError
 from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import find, instance_uids, study_sop_classes
 from workstation.core.net.ingest_queue import IngestQueue
-from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.received import STATUS_CANNOT_STORE, STATUS_OUT_OF_RESOURCES, encoded, refusal
 from workstation.core.net.storage_scp import StorageServer, default_receivers
 from workstation.core.net.transfer import Unit, UnitOutcome, run_unit
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
+
+log = logging.getLogger(__name__)
 
 MIN_PIECE = 24
 """Fewest instances worth a C-GET of their own when a series is cut to fill the workers: a cut costs
@@ -187,7 +190,7 @@ class _Tally:
         """IngestQueue callback for C-GET: count what committed, word what the cache refused."""
         if status == 0x0000:
             self.stored(sop, size, arrived)
-        elif status == STATUS_OUT_OF_RESOURCES:
+        elif status in (STATUS_OUT_OF_RESOURCES, STATUS_CANNOT_STORE):
             self.error("the cache could not write a received instance (disk full or not writable?); "
                        "what was written is kept")
         else:
@@ -265,10 +268,18 @@ def retrieve(
         if calling == node.aet or not whole:
             tally.stored(sop, size, when)
 
+    def refused(sop: str, status: int, reason: str) -> None:
+        log.warning("refused %s from %s (status 0x%04X): %s", sop, node.name, status, reason)
+        tally.committed(source, sop, status, 0, 0.0)
+
     def on_store(event, when: float) -> int:
         if writer.failing:
             return STATUS_OUT_OF_RESOURCES
-        writer.put(encoded(event), str(event.request.AffectedSOPInstanceUID), source, when)
+        data, sop = encoded(event), str(event.request.AffectedSOPInstanceUID)
+        if (problem := refusal(data)) is not None:
+            refused(sop, *problem)
+            return problem[0]
+        writer.put(data, sop, source, when)
         return 0x0000
 
     def run(unit: Unit) -> UnitOutcome:
@@ -276,7 +287,7 @@ def retrieve(
             return run_unit(node, own_aet, unit, method, on_store if method == "get" else None, cancel)
         return pool.run(node, own_aet, unit, method, str(cache.files),
                         staged=lambda parsed, when: writer.put(parsed, parsed.sop, source, when),
-                        refused=lambda sop, status, reason: tally.committed(source, sop, status, 0, 0.0),
+                        refused=refused,
                         cancel=cancel)
 
     if method == "move":

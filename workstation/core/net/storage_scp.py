@@ -6,7 +6,7 @@ served on several cores; they check and stage each instance, and this process co
 batches. With none (tests, and where processes cannot be used), handlers run on pynetdicom's
 association threads here. Either way the received bytes are stored as received (no decode and
 re-encode), and listeners (`subscribe`) hear of each instance once it is committed, so a
-retrieval or the GUI can count them.
+retrieval or the GUI can count them; `subscribe_refused` hears of each one refused, and why.
 
 A pushed instance is committed before we answer Success: the sender may delete its copy. An
 instance sent as a C-MOVE sub-operation (it names a move originator) is answered at once and
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -30,7 +31,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from workstation.core.cache import Cache, CacheError
 from workstation.core.net.ingest_queue import IngestQueue, answer_status
-from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded
+from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, refusal
 from workstation.core.net.receivers import ReceiverSet
 from workstation.core.net.transport import SharedContexts, with_tuning
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 StoredCallback = Callable[[str, str, int], None]
 """on_stored(calling_aet, sop_uid, size)."""
+RefusedCallback = Callable[[str, str, int, str], None]
+"""on_refused(calling_aet, sop_uid, status, reason)."""
 
 
 def store_event(cache: Cache, event) -> tuple[int, str, int]:
@@ -51,7 +54,7 @@ def ingest(cache: Cache, data: bytes, source: str) -> tuple[int, int]:
     """(status, size) of storing one received file durably; the status is the C-STORE answer it deserves."""
     try:
         cache.ingest_bytes(data, source=source)
-    except (CacheError, OSError) as exc:
+    except (CacheError, OSError, sqlite3.Error) as exc:
         return answer_status(exc, source, 0)
     return 0x0000, len(data)
 
@@ -76,6 +79,7 @@ class StorageServer:
         self.received = 0
         self._lock = threading.Lock()
         self._listeners: list[tuple[Callable, bool]] = []
+        self._refused_listeners: list[RefusedCallback] = []
         self._server: ThreadedAssociationServer | None = None
         self._listener: socket.socket | None = None
         self._processes: ReceiverSet | None = None
@@ -90,6 +94,17 @@ class StorageServer:
         with self._lock:
             self._listeners = [entry for entry in self._listeners if entry[0] != callback]
 
+    def subscribe_refused(self, callback: RefusedCallback) -> None:
+        """Hear of each instance refused, with its status and the reason in words."""
+        with self._lock:
+            self._refused_listeners.append(callback)
+
+    def _refused(self, calling: str, sop: str, status: int, reason: str) -> None:
+        with self._lock:
+            listeners = list(self._refused_listeners)
+        for listener in listeners:
+            listener(calling, sop, status, reason)
+
     def drain(self) -> None:
         """Wait until every instance received so far is committed (a retrieval calls this after its C-MOVE)."""
         if self._processes is not None:
@@ -102,6 +117,7 @@ class StorageServer:
 
     def _notify(self, calling: str, sop: str, status: int, size: int, arrived: float) -> None:
         if status != 0x0000:
+            self._refused(calling, sop, status, "it could not be stored; the log says why")
             return
         with self._lock:
             self.received += 1
@@ -115,6 +131,11 @@ class StorageServer:
     def _on_store(self, event) -> int:
         arrived = time.monotonic()
         calling = event.assoc.requestor.ae_title.strip()
+        refused = refusal(encoded(event))
+        if refused is not None:
+            log.warning("refused %s from %s (status 0x%04X): %s", event.request.AffectedSOPInstanceUID, calling, *refused)
+            self._refused(calling, str(event.request.AffectedSOPInstanceUID), *refused)
+            return refused[0]
         writer = self._writer
         if event.request.MoveOriginatorApplicationEntityTitle and writer is not None:
             if writer.failing:
@@ -152,7 +173,8 @@ class StorageServer:
 
     def _start_receivers(self) -> None:
         self._listener = socket.create_server((self.host, self.port), backlog=64)
-        self._processes = ReceiverSet(self._listener, self.aet, self.allowed, str(self.cache.files), self.receivers)
+        self._processes = ReceiverSet(self._listener, self.aet, self.allowed, str(self.cache.files), self.receivers,
+                                      refused=self._refused)
         self._processes.start(lambda: IngestQueue(self.cache, self._notify, staged=True))
         self._writer = self._processes.writer
 
@@ -160,15 +182,17 @@ class StorageServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
-        if self._processes is not None:
-            self._processes.stop()
-            self._processes = None
+        processes, self._processes = self._processes, None
+        if processes is not None:
+            processes.stop()
         if self._listener is not None:
             self._listener.close()
             self._listener = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if processes is not None:
+            processes.remove_leftovers()
 
     def __enter__(self) -> StorageServer:
         self.start()
