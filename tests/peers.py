@@ -147,6 +147,8 @@ class OrthancPeer:
             "DicomAssociationCloseDelay": 0,
             "OverwriteInstances": True,
             "StableAge": 1,
+            # Rows, Columns etc. are not in Orthanc's index: "Never" would answer them empty on C-FIND.
+            "StorageAccessOnFind": "Always",
             "Plugins": [],
             "DicomModalities": {m.name: [m.aet, m.host, m.port] for m in self.modalities},
         }
