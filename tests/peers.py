@@ -25,6 +25,7 @@ import pytest
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DCMPRSCP_BIN = shutil.which("dcmprscp") or "/usr/bin/dcmprscp"
+DCMJ2PNM_BIN = shutil.which("dcmj2pnm") or "/usr/bin/dcmj2pnm"
 DCMPSTAT_CFG = Path("/etc/dcmtk/dcmpstat.cfg")
 
 WORKSTATION_AET = "WORKSTATION"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import struct
 import subprocess
 import time
@@ -18,6 +17,7 @@ from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from tests.peers import DCMJ2PNM_BIN, require_binary
 from workstation.core.dicom.codecs import decoder_problem
 from workstation.core.pixels import FrameRenderer, ImageSource, PixelDataError, Window, render
 from workstation.core.pixels.png import read_pnm, write_png
@@ -362,12 +362,17 @@ COLOUR_VS_DCMTK = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("dcmj2pnm") is None, reason="dcmj2pnm not installed")
+@pytest.fixture(scope="module")
+def dcmj2pnm() -> str:
+    require_binary(DCMJ2PNM_BIN, "dcmtk")  # skips, or fails under CI
+    return DCMJ2PNM_BIN
+
+
 @pytest.mark.parametrize("rel", COLOUR_VS_DCMTK)
-def test_colour_matches_dcmj2pnm(samples, rel, tmp_path):
+def test_colour_matches_dcmj2pnm(samples, rel, tmp_path, dcmj2pnm):
     ours = render(ImageSource.open(samples / rel), 0)
     out = tmp_path / "x.ppm"
-    subprocess.run(["dcmj2pnm", str(samples / rel), str(out)], check=True, capture_output=True)
+    subprocess.run([dcmj2pnm, str(samples / rel), str(out)], check=True, capture_output=True)
     theirs = read_pnm(out)
     assert ours.shape == theirs.shape and ours.ndim == 3
     diff = np.abs(ours.astype(int) - theirs.astype(int))
