@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import struct
 import subprocess
-import time
 import tracemalloc
 import zlib
 
@@ -137,16 +136,14 @@ def test_malformed_files_raise_pixel_data_error(samples, rel):
 
 @pytest.mark.parametrize("size", [46341, 65535])
 def test_oversized_header_fails_fast_without_allocating(samples, size):
-    tracemalloc.start()
-    start = time.perf_counter()
+    tracemalloc.start()  # how fast: benchmarks/bench_header_checks.py
     with pytest.raises(PixelDataError) as info:
         ImageSource.open(samples / f"orthanc_tests/Database/2026-05-26-oob-monochrome-{size}.dcm")
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert f"Rows x Columns ({size} x {size})" in str(info.value)
     assert "GB" in str(info.value) and "pixel data" in str(info.value)
-    assert elapsed < 1.0 and peak < 20 << 20
+    assert peak < 20 << 20
 
 
 def test_missing_pixel_representation_and_per_frame_rescale(samples):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pydicom
 import pytest
 
@@ -25,7 +23,8 @@ def node(orthanc: OrthancPeer) -> Node:
 
 
 def test_echo(node):
-    assert echo(node, WORKSTATION_AET) < 2.0
+    rtt = echo(node, WORKSTATION_AET)  # its speed: benchmarks/bench_network_waits.py
+    assert isinstance(rtt, float) and rtt > 0
 
 
 def test_echo_to_an_unknown_called_ae_says_so(node):
@@ -34,12 +33,12 @@ def test_echo_to_an_unknown_called_ae_says_so(node):
         echo(wrong, WORKSTATION_AET)
 
 
-def test_closed_port_is_reported_at_once():
+def test_closed_port_is_reported_as_refused():
+    # "Refused", not "did not answer": the refusal is seen, not waited out (how fast: bench_network_waits.py).
     closed = Node("nowhere", "ANY", "127.0.0.1", free_port(), connect_timeout=3)
-    started = time.monotonic()
-    with pytest.raises(ConnectionFailed, match="refused the connection"):
+    with pytest.raises(ConnectionFailed, match="refused the connection") as info:
         echo(closed, WORKSTATION_AET)
-    assert time.monotonic() - started < 3
+    assert "did not answer" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_find_studies_with_wildcards_and_dates(node):
