@@ -25,6 +25,7 @@ import pytest
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DCMPRSCP_BIN = shutil.which("dcmprscp") or "/usr/bin/dcmprscp"
+DCMJ2PNM_BIN = shutil.which("dcmj2pnm") or "/usr/bin/dcmj2pnm"
 DCMPSTAT_CFG = Path("/etc/dcmtk/dcmpstat.cfg")
 
 WORKSTATION_AET = "WORKSTATION"
@@ -147,6 +148,8 @@ class OrthancPeer:
             "DicomAssociationCloseDelay": 0,
             "OverwriteInstances": True,
             "StableAge": 1,
+            # Rows, Columns etc. are not in Orthanc's index: "Never" would answer them empty on C-FIND.
+            "StorageAccessOnFind": "Always",
             "Plugins": [],
             "DicomModalities": {m.name: [m.aet, m.host, m.port] for m in self.modalities},
         }

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import shutil
 import struct
 import subprocess
-import time
 import tracemalloc
 import zlib
 
@@ -18,6 +16,7 @@ from pydicom.pixels.decoders.base import DecodeRunner
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from tests.peers import DCMJ2PNM_BIN, require_binary
 from workstation.core.dicom.codecs import decoder_problem
 from workstation.core.pixels import FrameRenderer, ImageSource, PixelDataError, Window, render
 from workstation.core.pixels.png import read_pnm, write_png
@@ -137,16 +136,14 @@ def test_malformed_files_raise_pixel_data_error(samples, rel):
 
 @pytest.mark.parametrize("size", [46341, 65535])
 def test_oversized_header_fails_fast_without_allocating(samples, size):
-    tracemalloc.start()
-    start = time.perf_counter()
+    tracemalloc.start()  # how fast: benchmarks/bench_header_checks.py
     with pytest.raises(PixelDataError) as info:
         ImageSource.open(samples / f"orthanc_tests/Database/2026-05-26-oob-monochrome-{size}.dcm")
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert f"Rows x Columns ({size} x {size})" in str(info.value)
     assert "GB" in str(info.value) and "pixel data" in str(info.value)
-    assert elapsed < 1.0 and peak < 20 << 20
+    assert peak < 20 << 20
 
 
 def test_missing_pixel_representation_and_per_frame_rescale(samples):
@@ -362,12 +359,17 @@ COLOUR_VS_DCMTK = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("dcmj2pnm") is None, reason="dcmj2pnm not installed")
+@pytest.fixture(scope="module")
+def dcmj2pnm() -> str:
+    require_binary(DCMJ2PNM_BIN, "dcmtk")  # skips, or fails under CI
+    return DCMJ2PNM_BIN
+
+
 @pytest.mark.parametrize("rel", COLOUR_VS_DCMTK)
-def test_colour_matches_dcmj2pnm(samples, rel, tmp_path):
+def test_colour_matches_dcmj2pnm(samples, rel, tmp_path, dcmj2pnm):
     ours = render(ImageSource.open(samples / rel), 0)
     out = tmp_path / "x.ppm"
-    subprocess.run(["dcmj2pnm", str(samples / rel), str(out)], check=True, capture_output=True)
+    subprocess.run([dcmj2pnm, str(samples / rel), str(out)], check=True, capture_output=True)
     theirs = read_pnm(out)
     assert ours.shape == theirs.shape and ours.ndim == 3
     diff = np.abs(ours.astype(int) - theirs.astype(int))

@@ -99,7 +99,6 @@ def test_listen_receives_a_push_from_storescu(tmp_path, samples):
     import signal
     import subprocess
     import sys
-    import time
 
     from tests.peers import c_echo, free_port, wait_until
 
@@ -113,11 +112,9 @@ def test_listen_receives_a_push_from_storescu(tmp_path, samples):
                              "--host", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: c_echo("WORKSTATION", port), 20, "workstation listen", proc)
-        started = time.monotonic()
         subprocess.run(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(port), "+sd",
                         str(samples / "dcm_qa_ct/In/GE")], check=True, env=dict(os.environ, TCP_NODELAY="1"),
-                       capture_output=True)
-        assert time.monotonic() - started < 30
+                       capture_output=True)  # its speed beside storescp: benchmarks/bench_network_waits.py
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
+import pydicom
 import pytest
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port
@@ -15,6 +14,7 @@ from workstation.core.net.find import FindOutcome, find
 from workstation.core.tasks import CancelToken
 
 PHANTOM_STUDY_DATE = "20150206"
+PHANTOM_STUDY = "dcm_qa_ct/In/Philips/S21570"
 
 
 @pytest.fixture
@@ -23,7 +23,8 @@ def node(orthanc: OrthancPeer) -> Node:
 
 
 def test_echo(node):
-    assert echo(node, WORKSTATION_AET) < 2.0
+    rtt = echo(node, WORKSTATION_AET)  # its speed: benchmarks/bench_network_waits.py
+    assert isinstance(rtt, float) and rtt > 0
 
 
 def test_echo_to_an_unknown_called_ae_says_so(node):
@@ -32,12 +33,12 @@ def test_echo_to_an_unknown_called_ae_says_so(node):
         echo(wrong, WORKSTATION_AET)
 
 
-def test_closed_port_is_reported_at_once():
+def test_closed_port_is_reported_as_refused():
+    # "Refused", not "did not answer": the refusal is seen, not waited out (how fast: bench_network_waits.py).
     closed = Node("nowhere", "ANY", "127.0.0.1", free_port(), connect_timeout=3)
-    started = time.monotonic()
-    with pytest.raises(ConnectionFailed, match="refused the connection"):
+    with pytest.raises(ConnectionFailed, match="refused the connection") as info:
         echo(closed, WORKSTATION_AET)
-    assert time.monotonic() - started < 3
+    assert "did not answer" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_find_studies_with_wildcards_and_dates(node):
@@ -52,16 +53,26 @@ def test_find_studies_with_wildcards_and_dates(node):
     assert {s.PatientID for s in phantom} == {"PLASTIC"}
 
 
-def test_find_series_and_images(node):
+def test_find_series_and_images(node, samples):
     study = next(s for s in find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="PLASTIC"))
                  if s.NumberOfStudyRelatedInstances == 141)
     series = list(find(node, WORKSTATION_AET, "series", QueryFilter(StudyInstanceUID=study.StudyInstanceUID)))
     assert sorted((s.SeriesNumber, s.NumberOfSeriesRelatedInstances) for s in series) == [(100, 1), (202, 140)]
-    axial = next(s for s in series if s.SeriesNumber == 202)
-    images = list(find(node, WORKSTATION_AET, "image", QueryFilter(StudyInstanceUID=study.StudyInstanceUID,
-                                                                    SeriesInstanceUID=axial.SeriesInstanceUID)))
-    assert len(images) == 140 and len({i.SOPInstanceUID for i in images}) == 140
-    assert all(i.Rows == 512 or i.Rows == 0 for i in images)
+    # Every image-level answer carries the file's own values (Orthanc reads the non-indexed ones from storage).
+    expected = {}
+    for path in (p for p in (samples / PHANTOM_STUDY).rglob("*") if p.is_file()):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        expected[ds.SOPInstanceUID] = (ds.SeriesInstanceUID, ds.SOPClassUID, int(ds.InstanceNumber),
+                                       ds.Rows, ds.Columns, 1)
+    assert {v[3:5] for v in expected.values()} == {(512, 512), (256, 512)}  # the localizer is not square
+    answered = {}
+    for s in series:
+        for i in find(node, WORKSTATION_AET, "image", QueryFilter(StudyInstanceUID=study.StudyInstanceUID,
+                                                                   SeriesInstanceUID=s.SeriesInstanceUID)):
+            assert i.StudyInstanceUID == study.StudyInstanceUID and i.SOPInstanceUID not in answered
+            answered[i.SOPInstanceUID] = (i.SeriesInstanceUID, i.SOPClassUID, i.InstanceNumber,
+                                          i.Rows, i.Columns, i.NumberOfFrames)
+    assert answered == expected
 
 
 def test_find_is_capped_and_cancelled(node):

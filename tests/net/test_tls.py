@@ -54,7 +54,8 @@ def tls_scp(pki):
 def test_echo_over_tls_with_a_client_certificate(pki, tls_scp):
     node = Node("secure", "TLSSCP", "127.0.0.1", tls_scp, tls_ca=str(pki / "ca.pem"),
                 tls_cert=str(pki / "client.pem"), tls_key=str(pki / "client.key"), connect_timeout=3)
-    assert echo(node, WORKSTATION_AET) < 3
+    rtt = echo(node, WORKSTATION_AET)  # its speed beside plain TCP: benchmarks/bench_network_waits.py
+    assert isinstance(rtt, float) and rtt > 0
 
 
 def test_tls_without_our_certificate_is_refused_in_words(pki, tls_scp):

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from workstation.app import build, shutdown
+from workstation.core.cache import files
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,18 +165,33 @@ def test_drop_imports_and_cancel_keeps_the_cache_consistent(qtbot, window, sampl
         window.dropEvent(event)
     assert done.args[0].imported == 28
 
+    # Cancel from the progress signal once a few files are in: the import must stop part-way.
+    folder = samples / "dcm_qa_deident"
+    total = sum(1 for p in folder.rglob("*.dcm"))
+    seen: list[str] = []
+
+    def on_progress(done_files: int, _total: int, label: str) -> None:
+        if done_files:
+            seen.append(label)
+        if len(seen) >= 5:
+            window.cancel_import()
+
     with qtbot.waitSignal(window.import_ended, timeout=60000) as done:
-        window.import_paths([str(samples / "dcm_qa_deident")])
-        window.cancel_import()
-    report = done.args[0]
-    assert report is None or report.imported <= 196
+        window.import_paths([str(folder)]).progressed.connect(on_progress)
+    assert done.args[0] is None  # cancelled: no success report
     assert window.import_job is None and not window.progress.isVisible()
+    assert "Import cancelled" in window.status_label.text()
+    placed = [label for label in seen if label.endswith(".dcm")]  # progress follows each stored file
+    assert 0 < len(placed) < total, f"{len(placed)} of {total} files imported: the cancel did not stop the import"
     cache = window.cache.cache
     assert cache.verify().ok
+    leftovers = [p for p in cache.files.rglob("*") if p.is_file() and files.is_temp(p.name)]
+    assert not leftovers, f"temporary files left after the cancel: {leftovers}"
     studies = {s.PatientID: s for s in cache.studies()}
     assert studies["QMNx85rKkkg"].NumberOfStudyRelatedInstances == 28
-    if "FRUIT" in studies:  # cancelled part-way: what landed is whole and indexed
-        assert studies["FRUIT"].NumberOfStudyRelatedInstances == len(cache.instances(cache.series(studies["FRUIT"].StudyInstanceUID)[0].SeriesInstanceUID))
+    fruit = studies["FRUIT"]
+    stored = sum(len(cache.instances(s.SeriesInstanceUID)) for s in cache.series(fruit.StudyInstanceUID))
+    assert fruit.NumberOfStudyRelatedInstances == stored == len(placed)
 
 
 def test_pin_and_delete_from_the_browser(qtbot, window, samples, monkeypatch):
