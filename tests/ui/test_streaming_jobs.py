@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from tests.peers import WORKSTATION_AET
 from workstation.core.cache import Cache, QueryFilter
-from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.core.settings import Settings
-from workstation.services import query_service
 from workstation.services.jobs import JobRunner
 from workstation.services.network_service import NetworkService
 
@@ -39,23 +36,32 @@ def test_a_streaming_job_publishes_in_order_before_its_outcome(qtbot):
     assert runner.close(5000)
 
 
-def test_find_streams_batches_of_at_most_50_records(qtbot, tmp_path, monkeypatch):
-    def fake_find(node, own, level, query, limit, cancel, outcome):
-        for i in range(120):
-            if i == 60:
-                time.sleep(0.15)          # a pause: what came before is shown without waiting
-            outcome.count += 1
-            yield Study(StudyInstanceUID=f"1.2.{i}", NumberOfStudyRelatedInstances=3)
-
-    monkeypatch.setattr(query_service, "find", fake_find)
+def test_find_streams_batches_of_at_most_50_records(qtbot, tmp_path, orthanc):
+    """An image-level search of the phantom's 140-slice series on a real Orthanc arrives in batches
+    of at most 50, so the first rows show before the last answer."""
+    node = Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=20)
     with Cache(tmp_path) as cache:
-        service = NetworkService(tmp_path, cache, Settings())
-        job = service.queries.find(Node("n", "N", "127.0.0.1", 104), "study", QueryFilter())
-        batches = []
-        job.partial.connect(batches.append)
-        with qtbot.waitSignal(job.ended, timeout=10000):
-            pass
-        sizes = [len(b.records) for b in batches]
-        assert sum(sizes) == 120 and max(sizes) <= 50 and len(sizes) >= 3
-        assert all(b.local == {} for b in batches)     # none of them is in the cache
-        service.shutdown()
+        service = NetworkService(tmp_path, cache, Settings(ae_title=WORKSTATION_AET))
+        try:
+            studies = service.queries.find(node, "study", QueryFilter(PatientID="PLASTIC"))
+            found = []
+            studies.partial.connect(lambda batch: found.extend(batch.records))
+            with qtbot.waitSignal(studies.ended, timeout=20000):
+                pass
+            study = next(s for s in found if s.NumberOfStudyRelatedInstances == 141)
+            listed = service.queries.series(node, study.StudyInstanceUID)
+            with qtbot.waitSignal(listed.succeeded, timeout=20000) as answer:
+                pass
+            series = next(s for s, _local in answer.args[0] if s.NumberOfSeriesRelatedInstances == 140)
+            job = service.queries.find(node, "image", QueryFilter(StudyInstanceUID=study.StudyInstanceUID,
+                                                                  SeriesInstanceUID=series.SeriesInstanceUID))
+            batches = []
+            job.partial.connect(batches.append)
+            with qtbot.waitSignal(job.ended, timeout=20000):
+                pass
+            sizes = [len(b.records) for b in batches]
+            assert sum(sizes) == 140 and max(sizes) <= 50 and len(sizes) >= 3
+            assert len({r.SOPInstanceUID for b in batches for r in b.records}) == 140
+            assert all(b.local == {} for b in batches)     # image-level batches carry no locality
+        finally:
+            service.shutdown()
