@@ -192,6 +192,7 @@ def test_drop_imports_and_cancel_keeps_the_cache_consistent(qtbot, window, sampl
     fruit = studies["FRUIT"]
     stored = sum(len(cache.instances(s.SeriesInstanceUID)) for s in cache.series(fruit.StudyInstanceUID))
     assert fruit.NumberOfStudyRelatedInstances == stored == len(placed)
+    assert f"Import cancelled: imported {stored} images" in window.status_label.text()   # the user learns what stayed
 
 
 def test_pin_and_delete_from_the_browser(qtbot, window, samples, monkeypatch):

@@ -41,6 +41,7 @@ class Job(QObject):
         self.streaming = streaming
         self.token = CancelToken()
         self.running = False
+        self.partial_report = None   # what a cancelled job had done (`Cancelled.report`), if it says
         self.on_cancel: Callable[[], None] | None = None   # a queue's hook: take the job out before it starts
 
     def cancel(self) -> None:
@@ -72,8 +73,8 @@ class _Runnable(QRunnable):
                 result = job.function(progress, job.token, publish)
             else:
                 result = job.function(progress, job.token)
-        except Cancelled:
-            bridge.relay(job, "cancelled", None)
+        except Cancelled as exc:
+            bridge.relay(job, "cancelled", getattr(exc, "report", None))
         except Exception as exc:  # every failure reaches the user as words, never a crash
             log.error("job %s failed:\n%s", job.name, traceback.format_exc())
             bridge.relay(job, "failed", f"{job.name} failed: {exc}")
@@ -147,6 +148,7 @@ class JobRunner(QObject):
         elif kind == "failed":
             job.failed.emit(payload)
         elif kind == "cancelled":
+            job.partial_report = payload
             job.cancelled.emit()
         elif kind == "ended":
             job.running = False

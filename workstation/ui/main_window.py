@@ -219,7 +219,12 @@ class MainWindow(QMainWindow):
         QMessageBox.critical(self, "Import failed", message + "\nNothing already imported was lost.")
 
     def _on_import_cancelled(self) -> None:
-        self.show_status("Import cancelled; what was already imported stays in the cache.")
+        report = self.import_job.partial_report if self.import_job is not None else None
+        if isinstance(report, ImportReport):
+            self.show_status(f"Import cancelled: {import_summary(report)[0].lower()}{import_summary(report)[1:]} "
+                             "They stay in the cache.")
+        else:
+            self.show_status("Import cancelled; what was already imported stays in the cache.")
 
     def _on_import_ended(self) -> None:
         """Last of a job's signals: the window is idle again, then listeners hear the outcome."""
