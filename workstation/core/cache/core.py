@@ -106,7 +106,10 @@ class CacheCore:
         self._last_now = 0.0
         self._listeners: list[Callable[[str, str, str], None]] = []
         self._unit_now: Unit | None = None
-        self._conn: sqlite3.Connection | None = schema.open_index(self.root, new_index)
+        try:
+            self._conn: sqlite3.Connection | None = schema.open_index(self.root, new_index)
+        except sqlite3.OperationalError as exc:  # WAL mode needs room for its shared-memory file even to read
+            raise storage_failure(exc) from exc
 
     def close(self) -> None:
         with self._lock:
