@@ -10,9 +10,9 @@ from workstation.core.paths import home_folder
 
 
 def build(home: Path):
-    """Create the services and the main window; returns (window, services) for tests too."""
+    """Create the services and the main window; returns (window, services) for tests too, or (None, None)
+    when the cache index is damaged and the user does not want it rebuilt."""
     from workstation.core import children
-    from workstation.core.cache import Cache
     from workstation.core.net import transport
     from workstation.core.settings import load_settings
     from workstation.services.cache_service import CacheService
@@ -24,8 +24,11 @@ def build(home: Path):
     children.use_start_method("forkserver")  # Qt's threads, which Python cannot see, make fork unsafe here
     transport.install()
     settings = load_settings(home)
-    cache = Cache(home, quota_bytes=settings.cache_quota_bytes)
     runner = JobRunner()
+    cache = open_cache(home, settings.cache_quota_bytes, runner)
+    if cache is None:
+        runner.close()
+        return None, None
     cache_service = CacheService(cache, runner)
     frames = FrameService()
     network = NetworkService(home, cache, settings)
@@ -33,6 +36,27 @@ def build(home: Path):
     network.storage.start()  # its state (or a busy port, in words) reaches the status bar
     network.prepare_retrieval()
     return window, (cache, runner, cache_service, frames, network)
+
+
+def open_cache(home: Path, quota_bytes: int | None, runner):
+    """The cache; when its index is damaged, rebuilt from its files first if the user agrees (None if not)."""
+    from workstation.core.cache import Cache, IndexDamaged, rebuild_index
+
+    try:
+        return Cache(home, quota_bytes=quota_bytes)
+    except IndexDamaged as exc:
+        from workstation.ui.index_repair import confirm_rebuild, tell_failure, wait_with_progress
+
+        if not confirm_rebuild(exc.reason):
+            return None
+        job = runner.submit("rebuild the cache index",
+                            lambda progress, cancel: rebuild_index(home, quota_bytes, progress, cancel))
+        report, error = wait_with_progress(job, "Rebuilding the cache index")
+        if error or report is None or not report.ok:
+            tell_failure(error or "The cache index was rebuilt but the cache is still not consistent; "
+                         "run 'workstation verify --repair' and see the log.")
+            return None
+        return Cache(home, quota_bytes=quota_bytes)
 
 
 def shutdown(services) -> None:
@@ -58,6 +82,8 @@ def run_gui(home: str | None = None, paths: list[str] | None = None, debug: bool
 
     app.setWindowIcon(QIcon(str(resource_path("icons", "workstation.svg"))))
     window, services = build(home_path)
+    if window is None:
+        return 1  # the user declined to rebuild a damaged cache index
     window.show()
     if paths:
         window.import_paths([str(Path(p)) for p in paths], open_first=True)

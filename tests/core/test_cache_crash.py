@@ -13,25 +13,27 @@ from pathlib import Path
 import pytest
 
 from workstation.core.cache import Cache
+from workstation.core.cache.sources import collect
 
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = textwrap.dedent(
     """
-    import os, signal, sys, warnings
+    import os, signal, sys, time, warnings
     warnings.simplefilter("ignore")
     from pathlib import Path
     import workstation.core.cache.ingest as ingest
     from workstation.core.cache import Cache
 
     home, batch, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    ingest.BATCH_FILES = batch
-    ingest.BATCH_SECONDS = 3600.0
+    ingest.BATCH_FILES = ingest.CHUNK_FILES = batch
     folders = sys.argv[4:]
 
     def progress(done, total, message):
         if done == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if kill_at < 0 and done:
+            time.sleep(0.005)  # placing files takes long enough for the parent to kill us meanwhile
 
     Cache(Path(home)).import_paths(folders, progress=progress)
     """
@@ -107,9 +109,15 @@ def test_kill_9_between_batches(samples, tmp_path, kill_at):
     proc = _child(home, batch=25, kill_at=kill_at, folders=[samples / "dcm_qa_ct", samples / "dcm_qa_deident"])
     proc.wait(60)
     assert proc.returncode == -signal.SIGKILL
+    folders = [samples / "dcm_qa_ct", samples / "dcm_qa_deident"]
+    with Cache(tmp_path / "reference") as reference:
+        refused = {r.path for r in reference.import_paths(folders).rejected}
+    listed = [e.label for e in collect(folders)[0]]
+    # transactions hold 25 listed files each, refused ones included
+    before_last_commit = listed[:max(0, (kill_at // 25) * 25 - 25)]
     with Cache(home) as cache:
         committed = len(cache.query("instance"))
-        assert committed <= kill_at and committed >= (kill_at // 25) * 25 - 25
+        assert committed <= kill_at and committed >= len([f for f in before_last_commit if f not in refused])
         cache.verify(repair=True)
         assert cache.verify().ok
         _assert_consistent(cache, home)

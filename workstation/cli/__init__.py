@@ -144,8 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         import logging
 
         logging.getLogger("workstation").exception("%s failed", args.verb)
-        error(f"{type(exc).__name__}: {exc} (the log has the details; or run with --debug)")
+        error(_user_message(exc))
         return EXIT_USAGE
+
+
+def _user_message(exc: Exception) -> str:
+    """The cache's own failures are sentences for the user already; anything else is named by its type."""
+    reports = sys.modules.get("workstation.core.cache.reports")
+    if reports is not None and isinstance(exc, reports.CacheError | reports.CacheFull | reports.CacheBusy):
+        return str(exc)
+    schema = sys.modules.get("workstation.core.cache.schema")
+    if schema is not None and schema.is_damage(exc):
+        return str(schema.damaged(str(exc)))
+    return f"{type(exc).__name__}: {exc} (the log has the details; or run with --debug)"
 
 
 def quiet_library_warnings(debug: bool) -> None:

@@ -9,6 +9,7 @@ from workstation.cli.output import (
     EXIT_OK,
     EXIT_PARTIAL,
     CommandError,
+    error,
     print_json,
     print_table,
     warning,
@@ -55,7 +56,10 @@ def import_(args) -> int:
         print(f"imported {doc['imported']}, duplicates {doc['duplicates']}, rejected {len(doc['rejected'])}")
         for r in doc["rejected"]:
             warning(f"{r['path']}: {r['reason']}")
-    return EXIT_PARTIAL if doc["rejected"] else EXIT_OK
+    if report.stopped:
+        error(f"the import stopped: {report.stopped}; {report.not_attempted} file(s) were not imported "
+              "(what was imported is complete; import again once there is room)")
+    return EXIT_PARTIAL if doc["rejected"] or report.stopped else EXIT_OK
 
 
 LIST_COLUMNS = {
@@ -138,15 +142,33 @@ def render(args) -> int:
 
 
 def verify(args) -> int:
-    with open_cache(args) as cache:
-        report = cache.verify(repair=args.repair)
+    """Check the cache; with --repair fix it, and rebuild the index from the files when it is damaged."""
+    from workstation.core.cache import IndexDamaged, VerifyReport, rebuild_index
+    from workstation.core.settings import load_settings
+
+    try:
+        with open_cache(args) as cache:
+            report = cache.verify(repair=args.repair)
+    except IndexDamaged as exc:
+        if not args.repair:
+            report = VerifyReport(ok=False, index_damaged=exc.reason)
+        else:
+            warning(f"the cache index is damaged ({exc.reason}): rebuilding it from the files")
+            home = home_folder(args.home)
+            with TerminalProgress("rebuilding") as bar:
+                report = rebuild_index(home, load_settings(home).cache_quota_bytes, progress=bar)
     doc = report.to_json()
     if args.json:
         print_json(doc)
+    elif report.index_damaged and not report.rebuilt:
+        print(f"the cache index is damaged ({report.index_damaged}): run 'workstation verify --repair' "
+              "to rebuild it from the files (pins and access times are kept)")
     else:
         state = "consistent" if doc["ok"] else "inconsistent"
         print(f"cache is {state}: {doc['orphan_files']} orphan files, {doc['missing_files']} missing files, "
               f"{doc['repaired']} repaired")
+        if report.rebuilt:
+            print("the damaged index was rebuilt from the files; it is kept as cache/index.damaged.sqlite")
         if not doc["ok"] and not args.repair:
             print("run 'workstation verify --repair' to fix it")
     return EXIT_OK if doc["ok"] or args.repair else EXIT_PARTIAL

@@ -18,13 +18,20 @@ _configured: tuple[str, bool] | None = None
 """(home, debug) of the last `setup_logging` in this process, for its children."""
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """A log that cannot be written (the disk is full) must not print a traceback over the user's answer."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        pass
+
+
 def setup_logging(home: Path, debug: bool = False) -> Path:
     """Send every log record to HOME/logs/workstation.log (and stderr too with `debug`); returns the file."""
     global _configured
     folder = Path(home) / "logs"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_FILE
-    handlers: list[logging.Handler] = [logging.FileHandler(path, encoding="utf-8")]
+    handlers: list[logging.Handler] = [_QuietFileHandler(path, encoding="utf-8")]
     if debug:
         handlers.append(logging.StreamHandler())
     logging.basicConfig(

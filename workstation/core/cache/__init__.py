@@ -3,16 +3,30 @@
 Qt-free; the CLI, the GUI services and the network receivers all go through `Cache`.
 """
 
+from workstation.core.cache.maintenance import rebuild_index
 from workstation.core.cache.query import QueryFilter
-from workstation.core.cache.reports import CacheError, EvictReport, ImportReport, Rejection, VerifyReport
+from workstation.core.cache.reports import (
+    CacheBusy,
+    CacheError,
+    CacheFull,
+    EvictReport,
+    ImportReport,
+    IndexDamaged,
+    Rejection,
+    VerifyReport,
+)
 from workstation.core.cache.store import Cache
 
 __all__ = [
     "Cache",
+    "CacheBusy",
     "CacheError",
+    "CacheFull",
     "EvictReport",
     "ImportReport",
+    "IndexDamaged",
     "QueryFilter",
     "Rejection",
     "VerifyReport",
+    "rebuild_index",
 ]

@@ -7,6 +7,7 @@ so a crash leaves a stray temporary file or a whole file, never a partial one un
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import os
@@ -14,10 +15,12 @@ import secrets
 import shutil
 from pathlib import Path
 
-from workstation.core.cache.parse import Parsed, parse_fd, parse_instance
+from workstation.core.cache.parse import Parsed, parse_fd, parse_file, parse_instance
 from workstation.core.cache.reports import CacheError, Rejection
 
 _COMPARE_BLOCK = 1 << 20
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+"""Write errors that mean the cache's disk (or the process's file-size limit) has no room left."""
 
 
 def uid_hash(uid: str) -> str:
@@ -48,6 +51,32 @@ def temp_name(final: Path) -> Path:
     return final.parent / f".{final.name}.{_TEMP_PREFIX}.{os.getpid():x}.{next(_temp_counter)}.tmp"
 
 
+def temp_in_flight(name: str) -> bool:
+    """Whether the process that is writing this temporary file is still running (then it is not a leftover)."""
+    parts = name.rsplit(".", 3)
+    if not name.startswith(".") or len(parts) != 4 or parts[3] != "tmp":
+        return False
+    try:
+        pid = int(parts[1], 16)
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True  # an import of this process may be staging it right now
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # it exists but belongs to someone else
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")  # a killed child nobody reaped yet
+    except (OSError, IndexError):
+        return True
+
+
 def remove_temps_of(files_root: str, study: str, pid: int, keep: set[str] = frozenset()) -> int:
     """Delete what process `pid` left under temporary names in one study's folder (it died while
     writing), but the paths in `keep`; returns how many. Other processes' files are left alone."""
@@ -70,7 +99,11 @@ def write_temp(final: Path, data: bytes, durable: bool) -> Path:
     folder = final.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(final)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:  # a repair removed the folder as it emptied it
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -116,6 +149,19 @@ def kernel_copy(src: int, dst: int, size: int) -> int:
     return done
 
 
+def parse_files(paths: list[str]) -> list[Parsed | Rejection]:
+    """Read the headers of files already in the store (rebuilding the index), as one task of a worker process."""
+    found: list[Parsed | Rejection] = []
+    for path in paths:
+        try:
+            found.append(parse_file(Path(path)))
+        except CacheError as exc:
+            found.append(Rejection(path, str(exc)))
+        except OSError as exc:
+            found.append(Rejection(path, f"cannot be read: {exc.strerror or exc}"))
+    return found
+
+
 def stage_files(paths: list[str], files_root: str) -> list[Parsed | Rejection]:
     """`stage_file` for a batch, as one task of a worker process."""
     folders: set = set()
@@ -143,6 +189,7 @@ def stage_file(path: str, files_root: str, durable: bool = False, folders: set |
         except OSError as exc:
             return Rejection(path, f"cannot be read: {exc.strerror or exc}")
         final = Path(files_root) / relative_path(p.study, p.series, p.sop)
+        tmp = None
         try:
             if folders is None or final.parent not in folders:
                 final.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +215,10 @@ def stage_file(path: str, files_root: str, durable: bool = False, folders: set |
                     os.unlink(tmp)
                     return Rejection(path, "the file changed while it was being imported")
         except OSError as exc:
-            return Rejection(path, f"cannot be stored: {exc.strerror or exc}")
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            return Rejection(path, f"cannot be stored: {exc.strerror or exc}", full=exc.errno in FULL_ERRNOS)
     finally:
         os.close(src)
     p.staged = str(tmp)

@@ -12,24 +12,24 @@ import collections
 import contextlib
 import os
 import sqlite3
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from workstation.core.cache import files, rows
-from workstation.core.cache.core import CacheCore, stripe_index
+from workstation.core.cache.core import CacheCore, Unit, storage_failure, stripe_index
 from workstation.core.cache.parse import Parsed, parse_instance
-from workstation.core.cache.reports import CacheError, ImportReport, Rejection
+from workstation.core.cache.reports import CacheBusy, CacheError, CacheFull, ImportReport, Rejection
 from workstation.core.cache.schema import INSTANCE_FIELDS
 from workstation.core.cache.sources import Entry, collect
 from workstation.core.children import as_child, fork_is_safe
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 BATCH_FILES = 200
-BATCH_SECONDS = 1.0
+"""Most files written in one transaction (tests lower it)."""
 CHUNK_FILES = 64
-"""Files whose duplicate check (one query) and index rows (a few statements) are handled together."""
+"""Files whose duplicate check (one query), placement and index rows are one unit, committed together."""
+_COUNTERS = {"imported": "imported", "duplicate": "duplicates", "replaced": "replaced"}
 
 
 class Ingest(CacheCore):
@@ -60,14 +60,16 @@ class Ingest(CacheCore):
         except OSError:
             return "damaged"
 
-    def _place(self, p: Parsed, old: sqlite3.Row | None, pending: list, batch: bool) -> str:
-        """Duplicate check and file placement for one instance (its study's stripe is held).
+    def _place(self, unit: Unit, p: Parsed, old: sqlite3.Row | None, pending: list, durable: bool) -> str:
+        """Duplicate check and file placement for one instance, inside `unit` (its study's stripe is held).
 
         A new instance's row is appended to `pending` (written by `_flush`); a replacement flushes
         what is pending first and then swaps its row, so rows are always written in arrival order.
-        The file is in place before its row is written.
+        The file is in place before its row is written, and every file change is registered on the
+        unit, so a rollback leaves the store as it was.
         """
         relpath = files.relative_path(p.study, p.series, p.sop)
+        final = self._abs(relpath)
         outcome = "imported"
         if old is not None:
             verdict = self._compare(p, old)
@@ -77,54 +79,54 @@ class Ingest(CacheCore):
                         os.unlink(p.staged)
                 return "duplicate"
             outcome = "replaced" if verdict == "different" else "imported"
-        if p.staged:
-            os.replace(p.staged, self._abs(relpath))
-            p.staged = ""
-            if not batch:
-                files.fsync_dir(self._abs(relpath).parent)
+        if os.path.lexists(final):
+            unit.keep_backup(final)
         else:
-            files.place_bytes(self._abs(relpath), p.data, durable=not batch)
+            unit.placed(final)
+        if p.staged:
+            os.replace(p.staged, final)
+            p.staged = ""
+            if durable:
+                files.fsync_dir(final.parent)
+        else:
+            files.place_bytes(final, p.data, durable=durable)
         now = self._now()
         if old is None:
             pending.append((p, relpath, now))
             return outcome
-        self._flush(pending, commit=False)
-        with self._write(commit=not batch) as conn:
-            rows.replace_row(conn, old, p, relpath, now)
+        self._flush(unit, pending)
+        rows.replace_row(self._db(), old, p, relpath, now)
         if old["path"] != relpath:
-            with contextlib.suppress(OSError):
-                self._abs(old["path"]).unlink()
-        self._notify([(p, relpath, now)])
+            stale = self._abs(old["path"])
+            unit.after_commit(lambda: stale.unlink(missing_ok=True))
+        unit.after_commit(lambda: self._notify([(p, relpath, now)]))
         return outcome
 
-    def _flush(self, pending: list, commit: bool) -> None:
-        """Write the rows of instances already in place, then tell the listeners."""
+    def _flush(self, unit: Unit, pending: list) -> None:
+        """Write the rows of instances already in place; the listeners hear of them once they commit."""
         if not pending:
             return
         items = list(pending)
         pending.clear()
-        with self._write(commit=commit) as conn:
-            rows.add_rows(conn, items)
-        self._notify(items)
+        rows.add_rows(self._db(), items)
+        unit.after_commit(lambda: self._notify(items))
 
     def _notify(self, items: list) -> None:
         for p, _, _ in items:
             for listener in list(self._listeners):
                 listener(p.study, p.series, p.sop)
 
-    def _store(self, p: Parsed, batch: bool) -> str:
+    def _store(self, p: Parsed, durable: bool) -> str:
         """Index one checked instance: duplicate, replacement or new; the file lands before its row."""
-        with self._stripe(p.study):
+        with self._stripe(p.study), self._unit() as unit:
             pending: list = []
-            try:
-                outcome = self._place(p, self._old_rows([p.sop]).get(p.sop), pending, batch)
-            finally:
-                self._flush(pending, commit=not batch)
+            outcome = self._place(unit, p, self._old_rows([p.sop]).get(p.sop), pending, durable)
+            self._flush(unit, pending)
         return outcome
 
     def ingest_bytes(self, data: bytes, source: str = "") -> str:
         """Store a whole Part-10 file received in memory; returns "imported", "duplicate" or "replaced"."""
-        return self._store(parse_instance(bytes(data)), batch=False)
+        return self._store(parse_instance(bytes(data)), durable=True)
 
     def ingest_many(self, items: list[bytes]) -> list[str | CacheError | OSError]:
         """Store several received files at once; for each, its outcome or the error that refused it.
@@ -153,29 +155,39 @@ class Ingest(CacheCore):
         return outcomes
 
     def _store_batch(self, parsed: list[tuple[int, Parsed]], outcomes: list, durable: bool = False) -> None:
-        """Duplicate checks in one query, files placed in order, rows in one transaction."""
+        """Duplicate checks in one query, files placed in order, rows in one transaction.
+
+        A storage failure (disk full) fails the whole batch: its files are taken back and it raises.
+        """
         pending: list = []
         with contextlib.ExitStack() as stack:
             for stripe in sorted({stripe_index(p.study) for _, p in parsed}):
                 stack.enter_context(self._stripes[stripe])
-            old = self._old_rows(p.sop for _, p in parsed)
-            placed: set[str] = set()
             try:
-                for i, p in parsed:
-                    if p.sop in placed:  # the same instance twice in one batch: compare with the first
-                        self._flush(pending, commit=False)
-                        old.update(self._old_rows([p.sop]))
-                    try:
-                        outcomes[i] = self._place(p, old.get(p.sop), pending, batch=not durable)
-                        placed.add(p.sop)
-                    except (CacheError, OSError) as exc:
-                        outcomes[i] = exc
-                        if p.staged:
-                            with contextlib.suppress(OSError):
-                                os.unlink(p.staged)
-            finally:
-                self._flush(pending, commit=False)
-                self._commit()
+                with self._unit() as unit:
+                    old = self._old_rows(p.sop for _, p in parsed)
+                    placed: set[str] = set()
+                    for i, p in parsed:
+                        if p.sop in placed:  # the same instance twice in one batch: compare with the first
+                            self._flush(unit, pending)
+                            old.update(self._old_rows([p.sop]))
+                        try:
+                            outcomes[i] = self._place(unit, p, old.get(p.sop), pending, durable)
+                            placed.add(p.sop)
+                        except (CacheError, OSError) as exc:
+                            if storage_failure(exc) is not None:
+                                raise
+                            outcomes[i] = exc
+                            if p.staged:
+                                with contextlib.suppress(OSError):
+                                    os.unlink(p.staged)
+                    self._flush(unit, pending)
+            except BaseException:
+                for _, p in parsed:
+                    if p.staged:
+                        with contextlib.suppress(OSError):
+                            os.unlink(p.staged)
+                raise
 
     def ingest_file(self, path: str | os.PathLike[str]) -> str:
         """Store one file; raises CacheError(reason) when it is refused."""
@@ -183,7 +195,7 @@ class Ingest(CacheCore):
         if isinstance(result, Rejection):
             raise CacheError(result.reason)
         try:
-            return self._store(result, batch=False)
+            return self._store(result, durable=True)
         finally:
             if result.staged:
                 with contextlib.suppress(OSError):
@@ -199,97 +211,101 @@ class Ingest(CacheCore):
 
         Files are listed first so progress has a total; headers are parsed and files staged on
         worker threads while this thread, a chunk of files at a time, checks for duplicates with
-        one query, renames the files into place and writes their rows. On cancel, what is imported
-        stays and the `Cancelled` exception carries the partial report as `.report`.
+        one query, renames the files into place and writes their rows, as one unit. On cancel, what
+        is imported stays and the `Cancelled` exception carries the partial report as `.report`.
+        When the disk fills up (or the index cannot be written) the import stops: the unit under
+        way is taken back, and the report says what was imported and, in `stopped`, why it stopped.
         """
         entries, rejected = collect(paths)
         report = ImportReport(rejected=list(rejected))
         total = len(entries)
         progress(0, total, "")
-        seen_studies: set[str] = set()
-        seen_series: set[str] = set()
+        seen: tuple[set[str], set[str]] = (set(), set())
         chunk_size = max(1, min(CHUNK_FILES, BATCH_FILES))
-        state = {"pending": 0, "last_commit": time.monotonic()}
         prepared = self._prepared(entries, window=chunk_size)
         chunk: list = []
+        reached = 0
         try:
             for done, (entry, result) in enumerate(prepared, start=1):
                 chunk.append((done, entry, result))
+                if isinstance(result, Rejection) and result.full:
+                    self._import_chunk(chunk[:-1], report, seen, progress, total, cancel)
+                    reached = done - 1
+                    raise CacheFull(f"the disk holding the cache is full ({result.reason.removeprefix('cannot be stored: ')})")
                 if len(chunk) >= chunk_size or done == total:
-                    self._import_chunk(chunk, report, seen_studies, seen_series, progress, total, cancel, state)
+                    self._import_chunk(chunk, report, seen, progress, total, cancel)
+                    reached = done
                     chunk = []
         except Cancelled as exc:
             exc.report = report
             raise
+        except (CacheFull, CacheBusy) as exc:
+            report.stopped = str(exc)
+            report.not_attempted = total - reached
         finally:
             for _, _, result in chunk:
                 if isinstance(result, Parsed) and result.staged:
                     with contextlib.suppress(OSError):
                         os.unlink(result.staged)
             prepared.close()
-            self._commit()
-        if self.quota_bytes is not None:
+        if self.quota_bytes is not None and not report.stopped:
             self.evict(self.quota_bytes, keep=set(report.study_uids))
         return report
 
-    def _import_chunk(self, chunk, report, seen_studies, seen_series, progress, total, cancel, state) -> None:
-        """Store consecutive prepared files: one duplicate query, renames in order, rows in a few statements.
-
-        Rows are committed every BATCH_FILES stored files or BATCH_SECONDS, as each file is reached;
-        files are always in place before their rows are written.
-        """
+    def _import_chunk(self, chunk, report, seen, progress, total, cancel) -> None:
+        """Store consecutive prepared files as one unit: one duplicate query, renames in order, rows in a
+        few statements, one commit. The report learns of the chunk only once it has committed."""
         parsed = [r for _, _, r in chunk if isinstance(r, Parsed)]
         stripes = sorted({stripe_index(p.study) for p in parsed})
-        pending: list = []
+        part = ImportReport()
+        cancelled = False
         with contextlib.ExitStack() as stack:
             for i in stripes:
                 stack.enter_context(self._stripes[i])
-            old = self._old_rows(p.sop for p in parsed)
-            placed: set[str] = set()
-            try:
+            with self._unit() as unit:
+                pending: list = []
+                old = self._old_rows(p.sop for p in parsed)
+                placed: set[str] = set()
                 for i, (done, entry, result) in enumerate(chunk):
                     if cancel is not None and cancel.cancelled:
-                        cancel.raise_if_cancelled()
+                        cancelled = True
+                        break
                     if isinstance(result, Rejection):
-                        report.rejected.append(result)
+                        part.rejected.append(result)
                     else:
                         if result.sop in placed:
-                            self._flush(pending, commit=False)
+                            self._flush(unit, pending)
                             old.update(self._old_rows([result.sop]))
                         try:
-                            outcome = self._place(result, old.get(result.sop), pending, batch=True)
+                            outcome = self._place(unit, result, old.get(result.sop), pending, durable=False)
                         except (CacheError, OSError) as exc:
-                            report.rejected.append(Rejection(entry.label, f"cannot be stored: {exc}"))
+                            if storage_failure(exc) is not None:
+                                raise
+                            part.rejected.append(Rejection(entry.label, f"cannot be stored: {exc}"))
                             outcome = None
                             if result.staged:
                                 with contextlib.suppress(OSError):
                                     os.unlink(result.staged)
-                        if outcome == "duplicate":
-                            report.duplicates += 1
-                        elif outcome == "replaced":
-                            report.replaced += 1
-                        elif outcome == "imported":
-                            report.imported += 1
                         if outcome is not None:
+                            setattr(part, _COUNTERS[outcome], getattr(part, _COUNTERS[outcome]) + 1)
                             placed.add(result.sop)
-                            if result.study not in seen_studies:
-                                seen_studies.add(result.study)
-                                report.study_uids.append(result.study)
-                            if result.series not in seen_series:
-                                seen_series.add(result.series)
-                                report.series_uids.append(result.series)
-                            state["pending"] += 1
+                            if result.study not in seen[0]:
+                                seen[0].add(result.study)
+                                part.study_uids.append(result.study)
+                            if result.series not in seen[1]:
+                                seen[1].add(result.series)
+                                part.series_uids.append(result.series)
                     chunk[i] = (done, entry, None)
-                    if state["pending"] >= BATCH_FILES or (
-                        state["pending"] and time.monotonic() - state["last_commit"] > BATCH_SECONDS
-                    ):
-                        self._flush(pending, commit=False)
-                        self._commit()
-                        state["pending"] = 0
-                        state["last_commit"] = time.monotonic()
                     progress(done, total, entry.label)
-            finally:
-                self._flush(pending, commit=False)
+                self._flush(unit, pending)
+        report.imported += part.imported
+        report.duplicates += part.duplicates
+        report.replaced += part.replaced
+        report.rejected.extend(part.rejected)
+        report.study_uids.extend(part.study_uids)
+        report.series_uids.extend(part.series_uids)
+        if cancelled:
+            cancel.raise_if_cancelled()
 
     def _prepared(self, entries: list[Entry], window: int = 0):
         """Yield (entry, Parsed | Rejection) in order, preparing up to `window` files ahead on threads.

@@ -9,11 +9,16 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from workstation.core.cache import files, rows
+from workstation.core.cache import files, rows, schema
 from workstation.core.cache.core import CacheCore
 from workstation.core.cache.parse import parse_file
-from workstation.core.cache.reports import CacheError, EvictReport, VerifyReport
-from workstation.core.cache.schema import INSTANCE_FIELDS
+from workstation.core.cache.reports import CacheError, EvictReport, IndexDamaged, Rejection, VerifyReport
+from workstation.core.cache.schema import DAMAGED_INDEX, INDEX, INSTANCE_FIELDS
+from workstation.core.children import as_child, fork_is_safe
+from workstation.core.tasks import CancelToken, Progress, no_progress
+
+PARSE_BATCH = 64
+"""Files whose headers one worker process reads at a time while the index is rebuilt."""
 
 
 class Maintenance(CacheCore):
@@ -23,7 +28,8 @@ class Maintenance(CacheCore):
         """Mark a study as used now, so LRU eviction keeps it longest."""
         now = self._now()
         with self._write() as conn:
-            conn.execute("UPDATE studies SET last_access = ? WHERE StudyInstanceUID = ?", (now, study_uid))
+            if conn.execute("UPDATE studies SET last_access = ? WHERE StudyInstanceUID = ?", (now, study_uid)).rowcount:
+                _keep_state(conn, study_uid)
 
     def pin(self, study_uid: str, pinned: bool = True) -> None:
         with self._write() as conn:
@@ -32,16 +38,20 @@ class Maintenance(CacheCore):
             ).rowcount
             if not n:
                 raise CacheError(f"no study {study_uid} in the cache")
+            _keep_state(conn, study_uid)
 
     def delete(self, study_uid: str) -> None:
-        """Remove a whole study: its folder goes to trash in one rename, then its rows, then the trash."""
+        """Remove a whole study: its folder goes to trash and its rows go in one unit, then the trash is emptied.
+
+        If the rows cannot be deleted (the index cannot grow on a full disk), the folder comes back.
+        """
         self._delete(study_uid)
 
     def _delete(self, study_uid: str, unless_pinned: bool = False) -> int:
         with self._stripe(study_uid):
-            with self._lock:
-                conn = self._db()
-                row = conn.execute(
+            with self._unit() as unit:
+                c = self._db()
+                row = c.execute(
                     "SELECT size_bytes, pinned FROM studies WHERE StudyInstanceUID = ?", (study_uid,)
                 ).fetchone()
                 if row is None:
@@ -52,12 +62,13 @@ class Maintenance(CacheCore):
                 parked = self.trash / secrets.token_hex(8)
                 if folder.exists():
                     os.replace(folder, parked)
-                with self._write() as c:
-                    c.execute("DELETE FROM instances WHERE StudyInstanceUID = ?", (study_uid,))
-                    c.execute("DELETE FROM series WHERE StudyInstanceUID = ?", (study_uid,))
-                    c.execute("DELETE FROM studies WHERE StudyInstanceUID = ?", (study_uid,))
-                    rows.drop_orphan_patients(c)
-            shutil.rmtree(parked, ignore_errors=True)
+                    unit.on_undo(lambda: os.replace(parked, folder))
+                    unit.after_commit(lambda: shutil.rmtree(parked, ignore_errors=True))
+                c.execute("DELETE FROM instances WHERE StudyInstanceUID = ?", (study_uid,))
+                c.execute("DELETE FROM series WHERE StudyInstanceUID = ?", (study_uid,))
+                c.execute("DELETE FROM studies WHERE StudyInstanceUID = ?", (study_uid,))
+                c.execute("DELETE FROM state.studies WHERE StudyInstanceUID = ?", (study_uid,))
+                rows.drop_orphan_patients(c)
             return row["size_bytes"]
 
     def evict(self, to_size: int | None = None, keep: set[str] | None = None) -> EvictReport:
@@ -100,71 +111,130 @@ class Maintenance(CacheCore):
         they are valid DICOM and deleted otherwise, rows without a (whole) file are dropped, and every
         denormalised count is rebuilt. `ok` tells whether the cache is consistent when verify returns.
         """
-        with self._all_stripes():
-            with self._lock:
-                self._commit()
-                indexed = {
-                    r["path"]: r
-                    for r in self._db().execute(f"SELECT {INSTANCE_FIELDS} FROM instances").fetchall()
-                }
-            strays: list[Path] = [self.trash / n for n in os.listdir(self.trash)]
-            orphans: list[Path] = []
-            wrong_size: list[sqlite3.Row] = []
-            present: set[str] = set()
-            for dirpath, _dirnames, filenames in os.walk(self.files):
-                for name in filenames:
-                    path = Path(dirpath) / name
-                    rel = path.relative_to(self.files).as_posix()
-                    if files.is_temp(name):
+        with self._all_stripes(), self._unit():
+            return self._verify(repair)
+
+    def _verify(self, repair: bool) -> VerifyReport:
+        """`verify` under the index's write lock: no other process is between placing a file and
+        committing its row meanwhile, and temporary files of processes still running are theirs."""
+        indexed = {
+            r["path"]: r for r in self._db().execute(f"SELECT {INSTANCE_FIELDS} FROM instances").fetchall()
+        }
+        strays: list[Path] = [self.trash / n for n in os.listdir(self.trash)]
+        orphans: list[Path] = []
+        wrong_size: list[sqlite3.Row] = []
+        present: set[str] = set()
+        for dirpath, _dirnames, filenames in os.walk(self.files):
+            for name in filenames:
+                path = Path(dirpath) / name
+                rel = path.relative_to(self.files).as_posix()
+                if files.is_temp(name):
+                    if not files.temp_in_flight(name):
                         strays.append(path)
-                    elif rel in indexed:
-                        present.add(rel)
-                        try:
-                            if path.stat().st_size != indexed[rel]["size_bytes"]:
-                                wrong_size.append(indexed[rel])
-                        except OSError:
-                            present.discard(rel)
-                    else:
-                        orphans.append(path)
-            missing = [r for rel, r in indexed.items() if rel not in present]
-            with self._lock:
-                mismatched = rows.count_mismatches(self._db())
-            report = VerifyReport(
-                ok=not (strays or orphans or missing or wrong_size or mismatched),
-                orphan_files=len(strays) + len(orphans),
-                missing_files=len(missing) + len(wrong_size),
-            )
-            if not repair or report.ok:
-                return report
-            failures = 0
-            for path in strays:
-                try:
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-                    report.repaired += 1
-                except OSError:
-                    failures += 1
-            with self._write() as conn:
-                for row in missing:
-                    rows.remove_row(conn, row)
-                    report.repaired += 1
-            for row in wrong_size:
-                path = self._abs(row["path"])
-                with self._write() as conn:
-                    rows.remove_row(conn, row)
-                failures += not self._reindex(path)
-                report.repaired += 1
-            for path in orphans:
-                failures += not self._reindex(path)
-                report.repaired += 1
-            with self._write() as conn:
-                rows.recompute_all(conn)
-                report.repaired += mismatched
-            self._remove_empty_folders()
-            report.ok = failures == 0
+                elif rel in indexed:
+                    present.add(rel)
+                    try:
+                        if path.stat().st_size != indexed[rel]["size_bytes"]:
+                            wrong_size.append(indexed[rel])
+                    except OSError:
+                        present.discard(rel)
+                else:
+                    orphans.append(path)
+        missing = [r for rel, r in indexed.items() if rel not in present]
+        mismatched = rows.count_mismatches(self._db())
+        report = VerifyReport(
+            ok=not (strays or orphans or missing or wrong_size or mismatched),
+            orphan_files=len(strays) + len(orphans),
+            missing_files=len(missing) + len(wrong_size),
+        )
+        if not repair or report.ok:
             return report
+        failures = 0
+        emptied: set[Path] = set()
+        for path in strays:
+            try:
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)  # another process may be emptying it too
+                else:
+                    path.unlink(missing_ok=True)
+                    emptied.add(path.parent)
+                report.repaired += 1
+            except OSError:
+                failures += 1
+        with self._write() as conn:
+            for row in missing:
+                rows.remove_row(conn, row)
+                report.repaired += 1
+        for row in wrong_size:
+            path = self._abs(row["path"])
+            with self._write() as conn:
+                rows.remove_row(conn, row)
+            failures += not self._reindex(path)
+            report.repaired += 1
+        for path in orphans:
+            failures += not self._reindex(path)
+            emptied.add(path.parent)
+            report.repaired += 1
+        with self._write() as conn:
+            rows.recompute_all(conn)
+            report.repaired += mismatched
+        self._remove_empty_folders(emptied)
+        report.ok = failures == 0
+        return report
+
+    def _reindex_all(self, salvaged: dict[str, tuple[int, float]], progress: Progress,
+                     cancel: CancelToken | None) -> int:
+        """Index every file of the store into this (new, empty) index; returns how many instances.
+
+        Files that are not valid instances are deleted, as verify does; a file that cannot be read is
+        left for the next verify. Pins and access times come back from the state file (and what could
+        be read of the damaged index); a study's other times from its files' modification times.
+        """
+        paths = sorted(
+            str(Path(dirpath) / name)
+            for dirpath, _dirs, names in os.walk(self.files)
+            for name in names
+            if not files.is_temp(name)
+        )
+        total = len(paths)
+        progress(0, total, "rebuilding the cache index from its files")
+        seen: set[str] = set()
+        done = 0
+        for batch in _parsed_in_order(paths):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            with self._unit():
+                pending = []
+                for path, result in batch:
+                    done += 1
+                    if isinstance(result, Rejection):
+                        if not result.reason.startswith("cannot be read"):
+                            Path(path).unlink(missing_ok=True)
+                        continue
+                    relpath = files.relative_path(result.study, result.series, result.sop)
+                    final = self._abs(relpath)
+                    if result.sop in seen or (Path(path) != final and final.exists()):
+                        Path(path).unlink(missing_ok=True)  # a second copy of an instance already indexed
+                        continue
+                    if Path(path) != final:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(path, final)
+                    seen.add(result.sop)
+                    pending.append((result, relpath, os.stat(final).st_mtime))
+                rows.add_rows(self._db(), pending)
+            progress(done, total, "rebuilding the cache index from its files")
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO state.studies(StudyInstanceUID, pinned, last_access) VALUES (?, ?, ?)",
+                [(uid, pinned, last) for uid, (pinned, last) in salvaged.items() if pinned or last],
+            )
+            conn.execute(
+                "UPDATE studies SET "
+                "pinned = coalesce((SELECT s.pinned FROM state.studies s WHERE s.StudyInstanceUID = studies.StudyInstanceUID), 0), "
+                "last_access = max(last_access, coalesce((SELECT s.last_access FROM state.studies s "
+                "WHERE s.StudyInstanceUID = studies.StudyInstanceUID), 0))"
+            )
+        return len(seen)
 
     def _reindex(self, path: Path) -> bool:
         """Give a file found without a row its row back, or delete it when it is not a valid instance."""
@@ -196,8 +266,65 @@ class Maintenance(CacheCore):
             return False
         return True
 
-    def _remove_empty_folders(self) -> None:
-        for dirpath, _dirnames, _filenames in os.walk(self.files, topdown=False):
-            if Path(dirpath) != self.files:
-                with contextlib.suppress(OSError):
-                    os.rmdir(dirpath)
+    def _remove_empty_folders(self, folders: set[Path]) -> None:
+        """Remove the folders repair emptied, and their parents when that empties them (never others:
+        another process may have just made one to stage a file in)."""
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            while folder != self.files and self.files in folder.parents:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                folder = folder.parent
+
+def rebuild_index(home: Path, quota_bytes: int | None = None, progress: Progress = no_progress,
+                  cancel: CancelToken | None = None) -> VerifyReport:
+    """Make a new index from the files when the old one cannot be read; a no-op report when it can.
+
+    The damaged index is kept beside it as index.damaged.sqlite (replacing an older one); the new
+    one gets every valid instance back, with its study's pin and access time from the state file.
+    Then a repairing verify removes leftovers and checks the result.
+    """
+    from workstation.core.cache.store import Cache
+
+    root = Path(home) / "cache"
+    try:
+        with Cache(home, quota_bytes) as cache:
+            return cache.verify(repair=True)
+    except IndexDamaged as exc:
+        reason = exc.reason or str(exc)
+    salvaged = schema.salvage_state(root / INDEX)
+    schema.set_aside(root / INDEX, root / DAMAGED_INDEX)
+    with Cache(home, quota_bytes, new_index=True) as cache:
+        indexed = cache._reindex_all(salvaged, progress, cancel)
+        report = cache.verify(repair=True)
+    report.index_damaged = reason
+    report.rebuilt = True
+    report.repaired += indexed
+    return report
+
+
+def _parsed_in_order(paths: list[str]):
+    """Batches of (path, Parsed | Rejection) in order; headers are read in forked processes when that is safe."""
+    batches = [paths[i:i + PARSE_BATCH] for i in range(0, len(paths), PARSE_BATCH)]
+    if len(batches) < 2 or not fork_is_safe():
+        for batch in batches:
+            yield list(zip(batch, files.parse_files(batch), strict=True))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=max(2, os.cpu_count() or 2), mp_context=context, initializer=as_child,
+                             initargs=(os.getpid(),)) as pool:
+        for batch, found in zip(batches, pool.map(files.parse_files, batches), strict=True):
+            yield list(zip(batch, found, strict=True))
+
+
+def _keep_state(conn: sqlite3.Connection, study_uid: str) -> None:
+    """Copy a study's pin and access time into the state file, which survives a rebuild of the index."""
+    conn.execute(
+        "INSERT OR REPLACE INTO state.studies(StudyInstanceUID, pinned, last_access) "
+        "SELECT StudyInstanceUID, pinned, last_access FROM main.studies WHERE StudyInstanceUID = ?",
+        (study_uid,),
+    )

@@ -1,11 +1,29 @@
-"""The SQLite index: tables, the columns read back, opening a connection and migrating old schemas."""
+"""The SQLite index: tables, the columns read back, opening a connection and migrating old schemas.
+
+What the files cannot tell (pins, access times) is also kept in a small second database, `state.sqlite`,
+attached as `state` and written in the same transactions, so that an index rebuilt from the files
+gets it back. When the state file alone is damaged it is started again from the index.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 from pathlib import Path
 
-from workstation.core.cache.reports import CacheError
+from workstation.core.cache.reports import CacheError, IndexDamaged
+
+log = logging.getLogger(__name__)
+
+INDEX = "index.sqlite"
+STATE = "state.sqlite"
+DAMAGED_INDEX = "index.damaged.sqlite"
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state.studies(
+    StudyInstanceUID TEXT PRIMARY KEY, pinned INTEGER NOT NULL DEFAULT 0, last_access REAL NOT NULL DEFAULT 0)
+"""
 
 SCHEMA_VERSION = 2
 
@@ -77,9 +95,125 @@ INSTANCE_FIELDS = (
 )
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def is_damage(exc: BaseException) -> bool:
+    """True for SQLite's "malformed" and "not a database" errors (not for locks, I/O or constraints)."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged(reason: str) -> IndexDamaged:
+    exc = IndexDamaged(f"the cache index is damaged ({reason}); 'workstation verify --repair' rebuilds it "
+                       "from the files, keeping pins and access times")
+    exc.reason = reason
+    return exc
+
+
+def _problem(conn: sqlite3.Connection, schema: str = "main") -> str:
+    """What PRAGMA quick_check finds wrong (reads every page: about 0.1 s for 200,000 instances), or ''."""
+    found = [r[0] for r in conn.execute(f"PRAGMA {schema}.quick_check(3)").fetchall()]
+    if found == ["ok"]:
+        return ""
+    lines = [line.strip() for text in found for line in str(text).splitlines()]
+    return "; ".join(line for line in lines if line and not line.startswith("***"))[:200]
+
+
+def open_index(root: Path, new_index: bool = False) -> sqlite3.Connection:
+    """Open the index under `root` with the state attached; IndexDamaged when it cannot be read."""
+    index = root / INDEX
+    if not new_index and (not index.exists() or index.stat().st_size == 0) and _holds_files(root / "files"):
+        raise damaged("the index is missing or empty but the cache holds files")
+    try:
+        conn = sqlite3.connect(root / INDEX, check_same_thread=False, isolation_level=None, timeout=30.0)
+    except sqlite3.DatabaseError as exc:
+        raise damaged(str(exc)) from None
+    try:
+        try:
+            problem = _problem(conn)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            problem = str(exc)
+        if problem:
+            raise damaged(problem)
+        connect(root / INDEX, conn)
+        _attach_state(conn, root / STATE)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _holds_files(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
+
+
+def _attach_state(conn: sqlite3.Connection, path: Path) -> None:
+    fresh = not path.exists()
+    try:
+        conn.execute("ATTACH DATABASE ? AS state", (str(path),))
+        conn.execute("PRAGMA state.journal_mode = WAL")
+        problem = _problem(conn, "state")
+    except sqlite3.DatabaseError as exc:
+        if not is_damage(exc):
+            raise
+        problem = str(exc)
+    if problem:
+        log.warning("the cache's state file %s is damaged (%s); it is started again from the index", path, problem)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("DETACH DATABASE state")
+        set_aside(path, path.with_name("state.damaged.sqlite"))
+        conn.execute("ATTACH DATABASE ? AS state", (str(path),))
+        conn.execute("PRAGMA state.journal_mode = WAL")
+        fresh = True
+    conn.execute(_STATE_SCHEMA)
+    if fresh:  # a cache older than the state file, or a damaged one: the index knows the pins
+        conn.execute(
+            "INSERT OR REPLACE INTO state.studies(StudyInstanceUID, pinned, last_access) "
+            "SELECT StudyInstanceUID, pinned, last_access FROM main.studies WHERE pinned != 0 OR last_access != added"
+        )
+
+
+def set_aside(path: Path, to: Path) -> None:
+    """Move a database and its WAL out of the way (a WAL must never meet another database file)."""
+    wal, kept_wal = Path(f"{path}-wal"), Path(f"{to}-wal")
+    if path.exists():
+        os.replace(path, to)
+        if wal.exists():
+            os.replace(wal, kept_wal)
+        else:
+            kept_wal.unlink(missing_ok=True)
+    else:
+        wal.unlink(missing_ok=True)
+    Path(f"{path}-shm").unlink(missing_ok=True)
+
+
+def salvage_state(path: Path) -> dict[str, tuple[int, float]]:
+    """Best effort: the pins and access times a damaged index still lets us read, study by study."""
+    found: dict[str, tuple[int, float]] = {}
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return found
+    try:
+        for uid, pinned, last_access in conn.execute("SELECT StudyInstanceUID, pinned, last_access FROM studies"):
+            found[str(uid)] = (int(pinned or 0), float(last_access or 0))
+    except (sqlite3.Error, TypeError, ValueError):
+        pass
+    finally:
+        conn.close()
+    return found
+
+
+def connect(path: Path, conn: sqlite3.Connection | None = None) -> sqlite3.Connection:
     """Open (creating or migrating) the index; autocommit mode, so transactions are explicit."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+    if conn is None:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
