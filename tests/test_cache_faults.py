@@ -213,7 +213,9 @@ def test_import_onto_a_full_tmpfs_stops_with_a_report_and_no_leftovers(small_dis
     done = ws("import", str(samples / GE), str(samples / COVID), home=home, check_code=1)
     assert "the disk holding the cache is full" in one_error_line(done.stderr)
     imported = int(done.stdout.split("imported ")[1].split(",")[0])
-    assert 0 < imported < 28
+    # How many fit before the first refusal depends on which staged copies of the files ahead took
+    # the space first (they are staged in parallel); what matters is that the report tells the truth.
+    assert 0 <= imported < 28
     assert len(listed(home, "instance")) == imported
     assert_whole(home)
 
