@@ -1,26 +1,32 @@
-"""Retrieval from a real Orthanc into the cache, ours beside DCMTK, in one run.
+"""Retrieval by C-GET from a real Orthanc, the `workstation retrieve` command beside DCMTK's getscu, in one run.
 
 Studies (loaded into an Orthanc of our own, TCP_NODELAY=1 as for every peer):
   one series   the 140-slice series of the Philips phantom study (dcm_qa_ct/In/Philips/S21570),
-               retrieved with series_uids=[it] / getscu at SERIES level;
-  two series   the whole phantom study (140 slices + 1 localizer, 141 instances);
-  four series  a study written for this run: the 140 slices copied into 4 series with fresh UIDs.
-Ours: `retrieve()` by C-GET (in worker processes, the default, and on threads of one process,
-the earlier design) and by C-MOVE (to a Storage SCP with receiver processes, the default, and on
-threads) into a fresh cache per run; `seconds` of its report (first
-association request of the plan to the last instance committed) and the latency from the first
-instance's arrival to its commit. The worker processes are started before the first run and
-kept, as the GUI keeps them. DCMTK: `getscu -S` writing to a folder, and `movescu`
-to a `storescp` started once, both with TCP_NODELAY=1, each tool's whole run timed.
-Ratio = DCMTK time / our time (>= 1.0: we are at least as fast).
+               `--series` it / getscu at SERIES level;
+  two series   the whole phantom study (140 slices + 1 localizer, 141 instances).
+Links: loopback (Orthanc on 127.0.0.1), and with root, Orthanc in a network namespace of this run
+behind ../shared/tools/linkemu: LAN (1 Gbit/s, about 0.5 ms round trip) and WAN (100 Mbit/s, about
+20 ms round trip).
+Each run alternates the two tools, each a fresh process into a fresh folder: ours is the CLI
+(`python -m workstation retrieve --json` with a fresh home, the node set up beforehand), theirs is
+`getscu -S`. Figures per tool: transfer (ours: the `seconds` it reports, from the first association
+request to the last commit; getscu: its whole run), whole process (wall time of the process) and
+CPU-seconds (user + system of the process and its children, from the kernel's rusage).
+Ratios: time = getscu / ours (> 1: we are faster), CPU = ours / getscu (< 1: we use less).
 
-    .venv/bin/python benchmarks/bench_retrieve.py [--runs 5] [--associations 4]
+    sudo .venv/bin/python benchmarks/bench_retrieve.py [--runs 7] [--profiles loopback,lan,wan]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import resource
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -31,161 +37,223 @@ from _util import ROOT, SAMPLES, median, require_samples, table
 
 sys.path.insert(0, str(ROOT))
 
-from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, peer_env, running, stop_process  # noqa: E402
-from workstation.core.cache import Cache, QueryFilter  # noqa: E402
-from workstation.core.model.node import Node  # noqa: E402
-from workstation.core.net.fetch_pool import shared_pool  # noqa: E402
-from workstation.core.net.find import find  # noqa: E402
-from workstation.core.net.retrieve import retrieve  # noqa: E402
-from workstation.core.net.storage_scp import StorageServer, default_receivers  # noqa: E402
+from tests.peers import (  # noqa: E402
+    ORTHANC_BIN,
+    WORKSTATION_AET,
+    OrthancPeer,
+    _die_with_the_tests,
+    peer_env,
+    running,
+    stop_process,
+    wait_until,
+)
 
 STUDY = SAMPLES / "dcm_qa_ct" / "In" / "Philips" / "S21570"
-DCMTK_AET = "DCMTKSCP"
+LINK = ROOT.parent / "shared" / "tools" / "linkemu" / "link.py"
+NAMESPACE = "wsbench-retr"
+"""Names and addresses of this benchmark's own (other benchmarks may run a link of their own)."""
+HOST_DEV, NS_DEV = "wsbr0", "wsbr1"
+HOST_ADDR, NS_ADDR = "10.200.213.1", "10.200.213.2"
+PROFILES = {
+    "loopback": None,
+    "lan": "0.00019 1000000000 0.1",   # one-way delay s, rate bit/s, queue limit s (README: 0.52 ms round trip)
+    "wan": "0.010 100000000 0.1",
+}
 
 
-def four_series_copy(out: Path) -> list[Path]:
-    """The 140 phantom slices as 4 series of one new study, fresh UIDs, written with pydicom."""
-    import pydicom
-    from pydicom.uid import generate_uid
-
-    slices = sorted(p for p in (STUDY / "S2020").rglob("*") if p.is_file())
-    study = generate_uid()
-    paths = []
-    for number in range(1, 5):
-        series = generate_uid()
-        for path in slices:
-            ds = pydicom.dcmread(path)
-            ds.StudyInstanceUID = study
-            ds.SeriesInstanceUID = series
-            ds.SeriesNumber = number
-            ds.SOPInstanceUID = generate_uid()
-            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.PatientID = "BENCH4"
-            target = out / f"s{number}_{path.name}.dcm"
-            ds.save_as(target)
-            paths.append(target)
-    return paths
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, CPU-seconds of the process and the children it waited for, stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
 
 
-def ours(node: Node, study: str, series: list[str] | None, method: str, associations: int,
-         scp_port: int, work: Path, processes: bool = True) -> tuple[float, float, int]:
-    """(seconds, first arrival-to-commit latency, completed); the Storage SCP for C-MOVE runs before and after."""
+def ours(host: str, port: int, study: str, series: list[str], work: Path, associations: int) -> dict:
     home = Path(tempfile.mkdtemp(dir=work))
     try:
-        with Cache(home) as cache:
-            server = StorageServer(cache, WORKSTATION_AET, scp_port, host="127.0.0.1",
-                                   receivers=default_receivers() if processes else 0) if method == "move" else None
-            if server is not None:
-                server.start()
-            try:
-                report = retrieve(node, WORKSTATION_AET, cache, study, series_uids=series, method=method,
-                                  associations=associations, server=server, processes=processes)
-            finally:
-                if server is not None:
-                    server.stop()
-        if report.errors or report.missing:
-            raise RuntimeError(f"retrieval incomplete: {report.to_json()}")
-        return report.seconds, getattr(report, "first_commit_latency", None) or 0.0, report.completed
+        settings = {"schema_version": 2, "ae_title": WORKSTATION_AET, "retrieve_associations": associations,
+                    "nodes": [{"name": "pacs", "aet": "ORTHANC", "host": host, "port": port}]}
+        (home / "settings.json").write_text(json.dumps(settings))
+        cmd = [sys.executable, "-m", "workstation", "--home", str(home), "retrieve", "pacs", "--study", study,
+               "--json"] + [a for s in series for a in ("--series", s)]
+        wall, cpu, out = run_measured(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        report = json.loads(out)
+        if report["missing"] or report["errors"]:
+            raise RuntimeError(f"retrieval incomplete: {report}")
+        return {"transfer": report["seconds"], "whole": wall, "cpu": cpu, "completed": report["completed"]}
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def keys(study: str, series: list[str] | None) -> list[str]:
-    level = "SERIES" if series else "STUDY"
-    out = ["-k", f"QueryRetrieveLevel={level}", "-k", f"StudyInstanceUID={study}"]
-    if series:
-        out += ["-k", f"SeriesInstanceUID={series[0]}"]
-    return out
-
-
-def getscu(orthanc: OrthancPeer, study: str, series: list[str] | None, work: Path) -> float:
+def getscu(host: str, port: int, study: str, series: list[str], work: Path) -> dict:
     out = Path(tempfile.mkdtemp(dir=work))
     try:
-        started = time.perf_counter()
-        subprocess.run(["getscu", "-S", "-aet", WORKSTATION_AET, "-aec", orthanc.aet, "127.0.0.1", str(orthanc.port),
-                        "-od", str(out), *keys(study, series)], env=peer_env(), check=True, capture_output=True)
-        return time.perf_counter() - started
+        level = "SERIES" if series else "STUDY"
+        keys = ["-k", f"QueryRetrieveLevel={level}", "-k", f"StudyInstanceUID={study}"]
+        for s in series:
+            keys += ["-k", f"SeriesInstanceUID={s}"]
+        wall, cpu, _ = run_measured(["getscu", "-S", "-aet", WORKSTATION_AET, "-aec", "ORTHANC", host, str(port),
+                                     "-od", str(out), *keys], env=peer_env())
+        return {"transfer": wall, "whole": wall, "cpu": cpu, "completed": len(list(out.iterdir()))}
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def movescu(orthanc: OrthancPeer, study: str, series: list[str] | None, scp_dir: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(["movescu", "-S", "-aet", WORKSTATION_AET, "-aec", orthanc.aet, "-aem", DCMTK_AET, "127.0.0.1",
-                    str(orthanc.port), *keys(study, series)], env=peer_env(), check=True, capture_output=True)
-    elapsed = time.perf_counter() - started
-    for path in scp_dir.iterdir():
-        path.unlink()
-    return elapsed
+def round_trip(host: str, port: int, tries: int = 15) -> float:
+    """Median seconds of a TCP connect (SYN to SYN-ACK: one round trip)."""
+    times = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        with socket.create_connection((host, port), timeout=5):
+            times.append(time.perf_counter() - started)
+    return median(times)
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def emulated_link(work: Path):
+    """The namespace and the link emulator between it and us; yields the control file's path and the emulator."""
+    subprocess.run(["ip", "netns", "del", NAMESPACE], capture_output=True)   # a leftover of an interrupted run
+    sh("ip", "netns", "add", NAMESPACE)
+    ctl = work / "link.ctl"
+    ctl.write_text("0 0 0.1\n")
+    link = subprocess.Popen([sys.executable, str(LINK), HOST_DEV, NAMESPACE, NS_DEV, str(ctl)],
+                            preexec_fn=_die_with_the_tests)
+    try:
+        wait_until(lambda: Path(f"/sys/class/net/{HOST_DEV}").exists(), 5, "link emulator", link)
+        sh("ip", "addr", "add", f"{HOST_ADDR}/30", "dev", HOST_DEV)
+        sh("ip", "link", "set", HOST_DEV, "up")
+        ns = ("ip", "netns", "exec", NAMESPACE)
+        sh(*ns, "ip", "addr", "add", f"{NS_ADDR}/30", "dev", NS_DEV)
+        sh(*ns, "ip", "link", "set", NS_DEV, "up")
+        sh(*ns, "ip", "link", "set", "lo", "up")
+        yield ctl, link
+    finally:
+        stop_process(link)
+        subprocess.run(["ip", "netns", "del", NAMESPACE], capture_output=True)
+
+
+def set_profile(ctl: Path, link: subprocess.Popen, profile: str) -> None:
+    ctl.write_text(PROFILES[profile] + "\n")
+    applied = Path(str(ctl) + ".applied")
+    applied.unlink(missing_ok=True)
+    link.send_signal(signal.SIGHUP)
+    wait_until(applied.exists, 5, "link profile", link)
+
+
+@contextlib.contextmanager
+def orthanc_in_namespace(peer: OrthancPeer):
+    """The same Orthanc (configuration and storage) started inside the namespace."""
+    cfg = peer.workdir / "orthanc.json"
+    cfg.write_text(json.dumps(peer.config(), indent=2))
+    with open(peer.workdir / "orthanc-ns.log", "wb") as log:
+        proc = subprocess.Popen(["ip", "netns", "exec", NAMESPACE, ORTHANC_BIN, str(cfg)], stdout=log,
+                                stderr=subprocess.STDOUT, env=peer_env(), start_new_session=True,
+                                preexec_fn=_die_with_the_tests)
+    try:
+        wait_until(lambda: _echo(NS_ADDR, peer.port), 30, "Orthanc in the namespace", proc)
+        yield
+    finally:
+        stop_process(proc)
+
+
+def _echo(host: str, port: int) -> bool:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=WORKSTATION_AET)
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 2
+    assoc = ae.associate(host, port, ae_title="ORTHANC")
+    if not assoc.is_established:
+        return False
+    assoc.release()
+    return True
+
+
+def measure(profile: str, host: str, port: int, cases, runs: int, associations: int, work: Path) -> list[tuple]:
+    rows = []
+    for name, study, series, count in cases:
+        figures: dict[str, list[dict]] = {"ours": [], "getscu": []}
+        for run in range(runs):
+            # Alternate which tool goes first so that neither always meets a warm PACS.
+            order = ("ours", "getscu") if run % 2 == 0 else ("getscu", "ours")
+            for tool in order:
+                result = (ours(host, port, study, series, work, associations) if tool == "ours"
+                          else getscu(host, port, study, series, work))
+                if result["completed"] != count:
+                    raise RuntimeError(f"{tool} retrieved {result['completed']} of {count} ({profile}, {name})")
+                figures[tool].append(result)
+        med = {tool: {key: median([r[key] for r in results]) for key in ("transfer", "whole", "cpu")}
+               for tool, results in figures.items()}
+        o, g = med["ours"], med["getscu"]
+        rows.append((profile, name, f"{o['transfer']:.3f}", f"{o['whole']:.3f}", f"{g['whole']:.3f}",
+                     f"{g['whole'] / o['transfer']:.2f}x", f"{g['whole'] / o['whole']:.2f}x",
+                     f"{o['cpu']:.2f}", f"{g['cpu']:.2f}", f"{o['cpu'] / g['cpu']:.1f}x"))
+        print("  ".join(rows[-1]), flush=True)
+    return rows
 
 
 def main() -> None:
-    from workstation.core.net import transport
-
-    transport.install()   # as the CLI and the window do
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--associations", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--associations", type=int, default=4, help="the retrieve-associations setting")
+    parser.add_argument("--profiles", default="loopback,lan,wan")
     args = parser.parse_args()
+    profiles = args.profiles.split(",")
     require_samples()
-    for tool in ("getscu", "movescu", "storescp"):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: install the Debian package dcmtk")
+    if shutil.which("getscu") is None:
+        sys.exit("getscu is missing: install the Debian package dcmtk")
+    emulated = [p for p in profiles if p != "loopback"]
+    if emulated and os.geteuid() != 0:
+        print(f"not root: the {', '.join(emulated)} profile(s) need a network namespace; loopback only")
+        profiles = [p for p in profiles if p == "loopback"]
+    from workstation.core.cache import QueryFilter
+    from workstation.core.model.node import Node
+    from workstation.core.net import transport
+    from workstation.core.net.find import find
+
+    transport.install()
     work = Path(tempfile.mkdtemp(prefix="bench-retrieve-"))
-    storescp = None
+    rows: list[tuple] = []
+    load = os.getloadavg()[0]
     try:
-        with running(OrthancPeer(work / "orthanc")) as orthanc:
-            started = time.perf_counter()
-            loaded = orthanc.upload(p for p in sorted(STUDY.rglob("*")) if p.is_file())
-            copies = work / "copies"
-            copies.mkdir()
-            loaded += orthanc.upload(four_series_copy(copies))
-            print(f"loaded {loaded} instances into Orthanc in {time.perf_counter() - started:.1f} s")
-            node = Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=5, network_timeout=30)
+        peer = OrthancPeer(work / "orthanc")
+        with running(peer):
+            loaded = peer.upload(p for p in sorted(STUDY.rglob("*")) if p.is_file())
+            node = Node("pacs", peer.aet, "127.0.0.1", peer.port)
             phantom = next(s for s in find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="PLASTIC"))
                            if s.NumberOfStudyRelatedInstances == 141).StudyInstanceUID
             slices = max(find(node, WORKSTATION_AET, "series", QueryFilter(StudyInstanceUID=phantom)),
                          key=lambda s: s.NumberOfSeriesRelatedInstances).SeriesInstanceUID
-            four = next(iter(find(node, WORKSTATION_AET, "study", QueryFilter(PatientID="BENCH4")))).StudyInstanceUID
-
-            scp_port = free_port()
-            scp_dir = work / "storescp"
-            scp_dir.mkdir()
-            orthanc.add_modality("dcmtk", DCMTK_AET, "127.0.0.1", scp_port)
-            storescp = subprocess.Popen(["storescp", "-aet", DCMTK_AET, "-od", str(scp_dir), str(scp_port)],
-                                        env=peer_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.3)
-
-            cases = [("one series (140)", phantom, [slices], 140), ("two series (141)", phantom, None, 141),
-                     ("four series (560)", four, None, 560)]
-            shared_pool(args.associations).prestart()
-            rows = []
-            latencies = []
-            variants = {"get": ("get", True), "get, threads": ("get", False), "move": ("move", True),
-                        "move, threads": ("move", False)}
-            for name, study, series, count in cases:
-                times: dict[str, list[float]] = {key: [] for key in (*variants, "getscu", "movescu")}
-                for _ in range(args.runs):
-                    for key, (method, processes) in variants.items():
-                        seconds, latency, completed = ours(node, study, series, method, args.associations,
-                                                           orthanc.workstation_port, work, processes)
-                        assert completed == count, (name, key, completed)
-                        times[key].append(seconds)
-                        latencies.append(latency)
-                    times["getscu"].append(getscu(orthanc, study, series, work))
-                    times["movescu"].append(movescu(orthanc, study, series, scp_dir))
-                for key, theirs_key in (("get", "getscu"), ("get, threads", "getscu"), ("move", "movescu"),
-                                        ("move, threads", "movescu")):
-                    mine, theirs = median(times[key]), median(times[theirs_key])
-                    rows.append((name, f"C-{key.upper()}", f"{mine:.3f}", f"{theirs_key} {theirs:.3f}",
-                                 f"{theirs / mine:.2f}x"))
-            print(f"\nmedians of {args.runs} runs, {args.associations} associations; ratio = DCMTK / ours\n")
-            print(table(rows, ("study", "ours", "ours s", "DCMTK s", "ratio")))
-            print(f"\nfirst instance, arrival to commit: median {median(latencies) * 1000:.1f} ms, "
-                  f"worst {max(latencies) * 1000:.1f} ms (target < 1000 ms)")
+            cases = [("one series (140)", phantom, [slices], 140), ("two series (141)", phantom, [], 141)]
+            print(f"loaded {loaded} instances; load average {load:.2f} on {os.cpu_count()} cores")
+            print("profile  study  ours-transfer  ours-whole  getscu  transfer-ratio  whole-ratio  "
+                  "ours-CPU  getscu-CPU  CPU-ratio")
+            if "loopback" in profiles:
+                rows += measure("loopback", "127.0.0.1", peer.port, cases, args.runs, args.associations, work)
+        if emulated and os.geteuid() == 0:
+            with emulated_link(work) as (ctl, link), orthanc_in_namespace(peer):
+                for profile in emulated:
+                    set_profile(ctl, link, profile)
+                    rtt = round_trip(NS_ADDR, peer.port)
+                    print(f"{profile}: TCP connect round trip {rtt * 1000:.2f} ms")
+                    rows += measure(profile, NS_ADDR, peer.port, cases, args.runs, args.associations, work)
+        print(f"\nmedians of {args.runs} alternating runs, retrieve-associations {args.associations}; "
+              f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+              "time ratio = getscu whole run / ours (> 1: faster); CPU ratio = ours / getscu\n")
+        print(table(rows, ("link", "study", "ours transfer s", "ours whole s", "getscu s", "transfer ratio",
+                           "whole ratio", "ours CPU s", "getscu CPU s", "CPU ratio")))
     finally:
-        if storescp is not None:
-            stop_process(storescp)
         shutil.rmtree(work, ignore_errors=True)
 
 
