@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 METHODS = ("get", "move")
+DEFAULT_MAX_ASSOCIATIONS = 4
+"""Orthanc serves 4 associations at a time unless told otherwise (DicomThreadsCount); a fifth waits."""
+MAX_ASSOCIATIONS = 32
 MODELS = ("study", "patient")
 
 
@@ -34,6 +37,17 @@ def check_port(value: int | str, what: str = "port") -> int:
     return port
 
 
+def check_max_associations(value: int | str, name: str = "") -> int:
+    what = f"node {name}: " if name else ""
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise NodeError(f"{what}the most associations {value!r} is not a number") from None
+    if not 1 <= count <= MAX_ASSOCIATIONS:
+        raise NodeError(f"{what}the most associations must be between 1 and {MAX_ASSOCIATIONS}, not {count}")
+    return count
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -47,6 +61,8 @@ class Node:
     tls_key: str = ""
     connect_timeout: float = 5.0
     network_timeout: float = 30.0
+    max_associations: int = DEFAULT_MAX_ASSOCIATIONS
+    """Most associations we hold with the node at once (a retrieval's parallel ones included)."""
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -59,6 +75,7 @@ class Node:
             raise NodeError(f"node {self.name}: retrieval method must be one of {', '.join(METHODS)}")
         if self.model not in MODELS:
             raise NodeError(f"node {self.name}: query model must be one of {', '.join(MODELS)}")
+        object.__setattr__(self, "max_associations", check_max_associations(self.max_associations, self.name))
         tls = (self.tls_ca, self.tls_cert, self.tls_key)
         if any(tls) and not (self.tls_ca and bool(self.tls_cert) == bool(self.tls_key)):
             raise NodeError(f"node {self.name}: TLS needs a CA file, and a certificate with its key (or neither)")

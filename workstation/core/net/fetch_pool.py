@@ -38,6 +38,7 @@ class _Worker:
         self.reusable = True
         """False once the worker is mid-unit with nobody reading it, or gone."""
 
+
     def close(self) -> None:
         """Tell the worker to stop (a forked sibling may hold our end of the pipe, so EOF may never
         reach it) and close our end."""
@@ -107,7 +108,6 @@ class FetchPool:
             except Exception as exc:
                 self._lost()
                 raise NetworkError(f"cannot start a retrieval worker process: {exc}") from None
-        worker.reusable = False
         with self._cond:
             self._busy.add(worker)
         try:
@@ -115,6 +115,11 @@ class FetchPool:
         finally:
             with self._cond:
                 self._busy.discard(worker)
+            if worker.reusable:
+                try:
+                    worker.conn.send(("release",))   # its association ends with the lane
+                except OSError:
+                    worker.reusable = False
             if worker.reusable and worker.process.is_alive() and not self._closed:
                 with self._cond:
                     self._idle.append(worker)
@@ -128,46 +133,17 @@ class FetchPool:
             self._count -= 1
             self._cond.notify()
 
+    @contextlib.contextmanager
+    def lane(self) -> Iterator[Lane]:
+        """One worker held for a run of units, each sent after the last ended, over one association."""
+        with self._worker() as worker:
+            yield Lane(worker)
+
     def run(self, node: Node, own_aet: str, unit: Unit, method: str, files_root: str, staged: Staged,
             refused: Refused, cancel: CancelFlag) -> UnitOutcome:
         """Run one C-GET or C-MOVE unit in a worker; raises NetworkError when it could not run or its worker died."""
-        with self._worker() as worker:
-            conn = worker.conn
-            try:
-                conn.send(("unit", node, own_aet, unit, method, files_root))
-            except OSError:
-                worker.process.kill()
-                raise NetworkError("the retrieval worker process could not be reached; retrieve again") from None
-            cancel_sent = False
-            reported: set[str] = set()
-            while True:
-                if cancel.cancelled and not cancel_sent:
-                    with contextlib.suppress(OSError):
-                        conn.send(("cancel",))
-                    cancel_sent = True
-                try:
-                    if not conn.poll(0.05):
-                        if not worker.process.is_alive():
-                            raise EOFError
-                        continue
-                    message = conn.recv()
-                except (EOFError, OSError):
-                    worker.process.join(1)
-                    remove_temps_of(files_root, unit.study_uid, worker.process.pid, reported)
-                    raise NetworkError(
-                        f"the retrieval worker process stopped unexpectedly (exit code {worker.process.exitcode}); "
-                        "what arrived is kept; retrieve again to fetch the rest") from None
-                kind = message[0]
-                if kind == "staged":
-                    reported.add(message[1].staged)
-                    staged(message[1], message[2])
-                elif kind == "refused":
-                    refused(message[1], message[2], message[3])
-                else:
-                    worker.reusable = True
-                    if kind == "done":
-                        return message[1]
-                    raise NetworkError(message[1])
+        with self.lane() as lane:
+            return lane.run(node, own_aet, unit, method, files_root, staged, refused, cancel)
 
     def pids(self, busy_only: bool = False) -> list[int]:
         """The process IDs of the workers (those running a unit now, with `busy_only`)."""
@@ -187,6 +163,57 @@ class FetchPool:
             worker.process.join(2)
             if worker.process.is_alive():
                 worker.process.kill()
+
+
+class Lane:
+    """A worker held by one of a retrieval's parallel associations; `run` relays what it reports."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+
+    def run(self, node: Node, own_aet: str, unit: Unit, method: str, files_root: str, staged: Staged,
+            refused: Refused, cancel: CancelFlag) -> UnitOutcome:
+        """Run one unit; raises NetworkError when it could not run or the worker died (the lane is over then)."""
+        worker = self.worker
+        if not worker.reusable:   # left mid-unit by an earlier failure
+            raise NetworkError("the retrieval worker process could not be reached; retrieve again")
+        worker.reusable = False
+        conn = worker.conn
+        try:
+            conn.send(("unit", node, own_aet, unit, method, files_root))
+        except OSError:
+            worker.process.kill()
+            raise NetworkError("the retrieval worker process could not be reached; retrieve again") from None
+        cancel_sent = False
+        reported: set[str] = set()
+        while True:
+            if cancel.cancelled and not cancel_sent:
+                with contextlib.suppress(OSError):
+                    conn.send(("cancel",))
+                cancel_sent = True
+            try:
+                if not conn.poll(0.05):
+                    if not worker.process.is_alive():
+                        raise EOFError
+                    continue
+                message = conn.recv()
+            except (EOFError, OSError):
+                worker.process.join(1)
+                remove_temps_of(files_root, unit.study_uid, worker.process.pid, reported)
+                raise NetworkError(
+                    f"the retrieval worker process stopped unexpectedly (exit code {worker.process.exitcode}); "
+                    "what arrived is kept; retrieve again to fetch the rest") from None
+            kind = message[0]
+            if kind == "staged":
+                reported.add(message[1].staged)
+                staged(message[1], message[2])
+            elif kind == "refused":
+                refused(message[1], message[2], message[3])
+            else:
+                worker.reusable = True
+                if kind == "done":
+                    return message[1]
+                raise NetworkError(message[1])
 
 
 _shared: FetchPool | None = None

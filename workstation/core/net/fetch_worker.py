@@ -8,8 +8,11 @@ folder (`files.stage_bytes`). The main process then only renames the file into p
 its index row, in batches. A C-MOVE unit only sends the request and reads its pending responses
 here (the instances reach the Storage SCP's receivers), which keeps that work off the main process.
 
+The association stays open from one unit to the next (`transfer.Session`) until the parent says
+("release",), so a retrieval's pieces follow each other without a new negotiation.
+
 The parent talks over a duplex pipe. To the worker: ("unit", node, own_aet, unit, method, files_root),
-("cancel",), ("stop",), or EOF (the parent is gone). To the parent: ("staged", Parsed,
+("release",), ("cancel",), ("stop",), or EOF (the parent is gone). To the parent: ("staged", Parsed,
 arrived), ("refused", sop, status, reason), then ("done", UnitOutcome) or ("error", text).
 """
 
@@ -24,7 +27,7 @@ from workstation.core.children import as_child
 from workstation.core.net import transport
 from workstation.core.net.association import NetworkError
 from workstation.core.net.received import STATUS_OUT_OF_RESOURCES, encoded, refusal, stage
-from workstation.core.net.transfer import run_unit
+from workstation.core.net.transfer import Session
 
 
 class _Flag:
@@ -105,31 +108,47 @@ def serve(conn, log_config=None) -> None:
 
     threading.Thread(target=read, name="pipe", daemon=True).start()
     stager = _Stager(send)
+    session: Session | None = None
+    roots = {"files": ""}
+
+    def on_store(event, arrived: float) -> int:
+        if stager.failing:
+            return STATUS_OUT_OF_RESOURCES
+        data, sop = encoded(event), str(event.request.AffectedSOPInstanceUID)
+        if (problem := refusal(data)) is not None:
+            send(("refused", sop, *problem))
+            return problem[0]
+        stager.put(data, sop, arrived, roots["files"])
+        return 0x0000
+
     while (message := units.get()) is not None:
+        if message[0] == "release":
+            if session is not None:
+                session.close()
+                session = None
+            continue
         _, node, own_aet, unit, method, files_root = message
         flag.cancelled = False
         stager.failing = False
-
-        def on_store(event, arrived: float, files_root=files_root) -> int:
-            if stager.failing:
-                return STATUS_OUT_OF_RESOURCES
-            data, sop = encoded(event), str(event.request.AffectedSOPInstanceUID)
-            if (problem := refusal(data)) is not None:
-                send(("refused", sop, *problem))
-                return problem[0]
-            stager.put(data, sop, arrived, files_root)
-            return 0x0000
-
+        roots["files"] = files_root
+        if session is not None and (session.node, session.own_aet, session.method) != (node, own_aet, method):
+            session.close()
+            session = None
+        if session is None:
+            session = Session(node, own_aet, method, on_store if method == "get" else None)
         try:
-            outcome = run_unit(node, own_aet, unit, method, on_store if method == "get" else None, flag)
+            outcome = session.run(unit, flag)
         except NetworkError as exc:
+            session = None
             stager.wait_idle()
             send(("error", str(exc)))
         except Exception as exc:  # a bug here must reach the user as words, and the worker lives on
+            session = None
             stager.wait_idle()
             send(("error", f"the retrieval worker failed: {type(exc).__name__}: {exc}"))
         else:
             stager.wait_idle()
             send(("done", outcome))
+    if session is not None:
+        session.close()
     os._exit(0)
-

@@ -3,9 +3,10 @@
 The plan comes first: the series-level search says what the node has, and the cache says what
 is already local, so retrieving again fetches only what is missing (series the cache holds part
 of are listed image by image). The missing instances are split into units, a series each or
-image-level pieces of a series, that run over parallel associations in worker processes
-(`fetch_pool`), which use every core: a C-GET unit receives its instances there, a C-MOVE unit's
-instances arrive at our Storage SCP and its receiver processes. What arrived stays when a
+image-level pieces of a series, taken one after another by parallel lanes, each one association
+kept open (never more than the node's `max_associations`), in worker processes (`fetch_pool`)
+that use every core: a C-GET unit receives its instances there, a C-MOVE unit's instances arrive
+at our Storage SCP and its receiver processes. What arrived stays when a
 transfer fails or is cancelled, and the report names what is still missing.
 
 The node sends the next instance only after our C-STORE answer, so the answer goes out as soon as
@@ -16,11 +17,11 @@ first association to the last commit.
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
@@ -33,14 +34,16 @@ from workstation.core.net.find import find, instance_uids, study_sop_classes
 from workstation.core.net.ingest_queue import IngestQueue
 from workstation.core.net.received import STATUS_CANNOT_STORE, STATUS_OUT_OF_RESOURCES, encoded, refusal
 from workstation.core.net.storage_scp import StorageServer, default_receivers
-from workstation.core.net.transfer import Unit, UnitOutcome, run_unit
+from workstation.core.net.transfer import Session, Unit, UnitOutcome
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 log = logging.getLogger(__name__)
 
 MIN_PIECE = 24
-"""Fewest instances worth a C-GET of their own when a series is cut to fill the workers: a cut costs
-an image-level search first (Orthanc: about 0.6 ms per instance)."""
+"""Fewest instances in a series worth cutting to fill the lanes: a cut costs an image-level search
+first (Orthanc: about 0.6 ms per instance)."""
+TAIL_PIECE = 4
+"""Fewest instances in a piece: each piece costs its lane a request round trip (the association stays)."""
 
 
 @dataclass
@@ -80,11 +83,12 @@ class Plan:
         return len(self.expected) + sum(u.count for u in self.units if not u.sop_uids)
 
 
-def _listed_units(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uid: str, pieces: int,
+def _listed_units(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uid: str, lanes: int,
                   classes: tuple[str, ...], cancel: CancelToken | None) -> tuple[list[Unit], int]:
     """Units for the instances of one series the cache lacks, from an image-level search; (units, already local).
 
-    With the study's SOP classes known, the search asks for the UIDs alone (much cheaper for the node).
+    With `lanes` > 1 the series is cut into pieces for that many parallel associations. With the
+    study's SOP classes known, the search asks for the UIDs alone (much cheaper for the node).
     """
     if classes:
         uids = instance_uids(node, own_aet, study_uid, series_uid, cancel)
@@ -99,37 +103,45 @@ def _listed_units(node: Node, own_aet: str, cache: Cache, study_uid: str, series
     missing = [u for u in uids if u not in local]
     if not missing:
         return [], len(local)
-    pieces = min(max(1, pieces), len(missing))
-    if pieces <= 1:
+    if lanes <= 1:
         return [Unit(study_uid, series_uid, tuple(missing), len(missing) == len(uids), classes)], len(local)
-    size = -(-len(missing) // pieces)
-    return [Unit(study_uid, series_uid, tuple(missing[start:start + size]), False, classes)
-            for start in range(0, len(missing), size)], len(local)
+    return [Unit(study_uid, series_uid, piece, False, classes) for piece in cut(missing, lanes)], len(local)
 
 
-def _pieces(counts: dict[str, int], wanted: list[str], associations: int) -> dict[str, int]:
-    """How many image-level units to cut each wanted series into so that `associations` workers are busy.
+def cut(uids: list[str], lanes: int) -> list[tuple[str, ...]]:
+    """Pieces in decreasing sizes (guided self-scheduling): each takes a share of what is left, so that
+    the lanes, taking the next piece whenever they finish one, all end within a small piece of each other."""
+    pieces = []
+    start = 0
+    while start < len(uids):
+        size = max(TAIL_PIECE, -(-(len(uids) - start) // (2 * lanes)))
+        pieces.append(tuple(uids[start:start + size]))
+        start += size
+    return pieces
 
-    Workers go to series in proportion to their size, a piece holds at least MIN_PIECE instances,
-    and a series no one else competes with gets them all.
+
+def _to_cut(counts: dict[str, int], wanted: list[str], lanes: int) -> set[str]:
+    """The series worth listing and cutting into pieces: those more than a lane's fair share of the study.
+
+    The rest go whole, biggest first, to whichever lane is free.
     """
     total = sum(counts.get(s, 0) for s in wanted)
-    if associations <= len(wanted) or not total:
-        return {s: 1 for s in wanted}
-    return {s: max(1, min(round(associations * counts.get(s, 0) / total), counts.get(s, 0) // MIN_PIECE))
-            for s in wanted}
+    if lanes <= 1 or not total:
+        return set()
+    return {s for s in wanted if counts.get(s, 0) >= MIN_PIECE and counts.get(s, 0) * lanes > total}
 
 
 def plan(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: list[str] | None,
-         associations: int, cancel: CancelToken | None = None, split: bool = False) -> Plan:
+         lanes: int, cancel: CancelToken | None = None, split: bool = False) -> Plan:
     """What to fetch: the node's instances of the study (or series) minus what the cache holds.
 
     A series the cache holds nothing of is fetched whole, planned from the series-level search
     and the study's SOP classes alone: Orthanc answers image-level searches at about 0.6 ms per
     instance, which made planning a 141-image study cost a third of DCMTK's whole retrieval.
     Series the cache holds part of are listed image by image so that only what is missing
-    comes. With `split` (worker processes, each with its own core), series are also cut into
-    image-level pieces when there are fewer series than `associations`.
+    comes. With `split` (worker processes, each with its own core), series bigger than a fair
+    share of `lanes` parallel associations are listed too and cut into pieces, served to the lanes
+    biggest first.
     """
     found = list(find(node, own_aet, "series", QueryFilter(StudyInstanceUID=study_uid), cancel=cancel))
     counts = {s.SeriesInstanceUID: s.NumberOfSeriesRelatedInstances for s in found}
@@ -139,16 +151,16 @@ def plan(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: li
         wanted = list(counts)
         if not wanted:
             raise NetworkError(f"node {node.name} has no study {study_uid} (or it has no series)")
-    pieces = _pieces(counts, wanted, associations) if split else {s: 1 for s in wanted}
+    to_cut = _to_cut(counts, wanted, lanes) if split else set()
     classes = study_sop_classes(node, own_aet, study_uid)
     units: list[Unit] = []
     already = 0
     for series_uid in wanted:
-        if classes and counts.get(series_uid) and pieces[series_uid] == 1 and not cache.instances(series_uid):
+        if classes and counts.get(series_uid) and series_uid not in to_cut and not cache.instances(series_uid):
             units.append(Unit(study_uid, series_uid, (), True, classes, counts[series_uid]))
             continue
-        listed, local = _listed_units(node, own_aet, cache, study_uid, series_uid, pieces[series_uid], classes,
-                                      cancel)
+        listed, local = _listed_units(node, own_aet, cache, study_uid, series_uid,
+                                      lanes if series_uid in to_cut else 1, classes, cancel)
         units.extend(listed)
         already += local
     units.sort(key=lambda u: -(len(u.sop_uids) or u.count))
@@ -248,11 +260,12 @@ def retrieve(
     cancel = cancel or CancelToken()
     method = method or node.method
     started = time.monotonic()
+    lanes = max(1, min(associations, node.max_associations))
     pool = None
     if processes_by_default() if processes is None else processes:
-        pool = shared_pool(associations)
-        pool.prestart(associations)
-    the_plan = plan(node, own_aet, cache, study_uid, series_uids, associations, cancel, split=pool is not None)
+        pool = shared_pool(lanes)
+        pool.prestart(lanes)
+    the_plan = plan(node, own_aet, cache, study_uid, series_uids, lanes, cancel, split=pool is not None)
     report = RetrieveReport(already_local=the_plan.already_local)
     if not the_plan.units:
         report.seconds = time.monotonic() - started
@@ -282,13 +295,37 @@ def retrieve(
         writer.put(data, sop, source, when)
         return 0x0000
 
-    def run(unit: Unit) -> UnitOutcome:
-        if pool is None:
-            return run_unit(node, own_aet, unit, method, on_store if method == "get" else None, cancel)
-        return pool.run(node, own_aet, unit, method, str(cache.files),
+    pending = collections.deque(the_plan.units)
+    crashed: list[Exception] = []
+
+    def next_unit() -> Unit | None:
+        try:
+            return pending.popleft()
+        except IndexError:
+            return None
+
+    def lane() -> None:
+        """One parallel association: the next unit whenever the last one ended, until none is left."""
+        try:
+            if pool is None:
+                session = Session(node, own_aet, method, on_store if method == "get" else None)
+                try:
+                    while (unit := next_unit()) is not None and not cancel.cancelled:
+                        tally.add(session.run(unit, cancel))
+                finally:
+                    session.close()
+                return
+            with pool.lane() as worker:
+                while (unit := next_unit()) is not None and not cancel.cancelled:
+                    tally.add(worker.run(
+                        node, own_aet, unit, method, str(cache.files),
                         staged=lambda parsed, when: writer.put(parsed, parsed.sop, source, when),
                         refused=refused,
-                        cancel=cancel)
+                        cancel=cancel))
+        except NetworkError as exc:   # this lane is over; the others take what is left
+            tally.error(str(exc))
+        except Exception as exc:   # a bug: raised in the caller once the other lanes are done
+            crashed.append(exc)
 
     if method == "move":
         if server is None:
@@ -298,13 +335,14 @@ def retrieve(
     else:
         writer = IngestQueue(cache, tally.committed, staged=pool is not None)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, associations), thread_name_prefix="retrieve") as threads:
-            futures = [threads.submit(run, unit) for unit in the_plan.units]
-            for future in futures:
-                try:
-                    tally.add(future.result())
-                except NetworkError as exc:
-                    tally.error(str(exc))
+        threads = [threading.Thread(target=lane, name=f"retrieve-{n}", daemon=True)
+                   for n in range(min(lanes, len(the_plan.units)))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if crashed:
+            raise crashed[0]
     finally:
         if writer is not None:
             writer.close()

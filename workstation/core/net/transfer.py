@@ -1,12 +1,15 @@
-"""One C-GET or C-MOVE request over one association: its contexts, identifier, cancel and final status.
+"""C-GET and C-MOVE requests over an association: its contexts, each request's identifier, cancel and final status.
 
-Both the threads of the main process and the retrieval worker processes run a `Unit` through
-`run_unit`; only what happens to each received instance differs (`on_store`). The final status
-comes back in words a user can act on, so a failure reads the same wherever the unit ran.
+Both the threads of the main process and the retrieval worker processes run `Unit`s through a
+`Session` (one association, reused unit after unit); only what happens to each received instance
+differs (`on_store`). The final status comes back in words a user can act on, so a failure reads
+the same wherever the unit ran.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,56 +104,119 @@ def storage_contexts(sop_classes: tuple[str, ...]) -> list[tuple[str, list[str]]
     return [(cls, [ts]) for cls in sop_classes for ts in TRANSFER_SYNTAXES[:per_class]][: MAX_CONTEXTS - 1]
 
 
-def run_unit(node: Node, own_aet: str, unit: Unit, method: str, on_store: OnStore | None,
-             cancel: CancelFlag) -> UnitOutcome:
-    """Send one C-GET (instances answered by `on_store`) or C-MOVE (to `own_aet`) and read it to its end.
+class Session:
+    """One association to a node over which C-GET or C-MOVE units run one after another.
 
-    Raises NetworkError when the association cannot be opened.
+    Reusing the association saves a connection and a negotiation per unit (two round trips and a
+    presentation context list of up to 127 entries), so a plan can cut a series into many small
+    pieces and keep every association busy to the end. A C-GET session reopens when a unit needs
+    other SOP classes; `close` releases it.
     """
-    outcome = UnitOutcome()
-    if cancel.cancelled:
-        return outcome
-    patient_root = node.model == "patient"
-    if method == "get":
-        model = PatientRootQueryRetrieveInformationModelGet if patient_root else StudyRootQueryRetrieveInformationModelGet
-        contexts = [(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])] + storage_contexts(unit.sop_classes)
-        ext_neg = [build_role(cls, scp_role=True) for cls in unit.sop_classes]
-        handlers = [(evt.EVT_C_STORE, lambda event: on_store(event, time.monotonic()))]
-    else:
-        model = (PatientRootQueryRetrieveInformationModelMove if patient_root
-                 else StudyRootQueryRetrieveInformationModelMove)
-        contexts = [(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
-        ext_neg, handlers = None, None
-    request = identifier(unit, patient_root)
-    with associate(node, own_aet, contexts, ext_neg=ext_neg, evt_handlers=handlers) as assoc:
-        context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
-        if method == "get":
-            responses = assoc.send_c_get(request, model, msg_id=1)
+
+    def __init__(self, node: Node, own_aet: str, method: str, on_store: OnStore | None = None) -> None:
+        self.node = node
+        self.own_aet = own_aet
+        self.method = method
+        self.on_store = on_store
+        """Called for each C-STORE of a C-GET; may be replaced between units."""
+        self._stack: contextlib.ExitStack | None = None
+        self._assoc = None
+        self._classes: tuple[str, ...] = ()
+        self._model = _model(node, method)
+        self._msg_id = 0
+
+    def _open(self, classes: tuple[str, ...]) -> None:
+        if self.method == "get":
+            contexts = [(self._model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])] + storage_contexts(classes)
+            ext_neg = [build_role(cls, scp_role=True) for cls in classes]
+            handlers = [(evt.EVT_C_STORE, lambda event: self.on_store(event, time.monotonic()))]
         else:
-            responses = assoc.send_c_move(request, own_aet, model, msg_id=1)
-        final = None
+            contexts = [(self._model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])]
+            ext_neg, handlers = None, None
+        stack = contextlib.ExitStack()
+        self._assoc = stack.enter_context(associate(self.node, self.own_aet, contexts, ext_neg=ext_neg,
+                                                    evt_handlers=handlers))
+        self._stack = stack
+        self._classes = classes
+
+    def close(self, exc_info=(None, None, None)) -> None:
+        """Release the association (abort it when `exc_info` holds the error that ends it)."""
+        stack, self._stack, self._assoc = self._stack, None, None
+        if stack is not None:
+            stack.__exit__(*exc_info)
+
+    def run(self, unit: Unit, cancel: CancelFlag) -> UnitOutcome:
+        """Send one C-GET (instances answered by `on_store`) or C-MOVE (to `own_aet`) and read it to its end.
+
+        Raises NetworkError when the association cannot be opened.
+        """
+        outcome = UnitOutcome()
+        if cancel.cancelled:
+            return outcome
+        if self._assoc is not None and (not self._assoc.is_established
+                                        or (self.method == "get" and unit.sop_classes != self._classes)):
+            self.close()
+        if self._assoc is None:
+            self._open(unit.sop_classes)
+        try:
+            final, cancel_sent = self._request(unit, cancel)
+        except BaseException:
+            self.close(sys.exc_info())
+            raise
+        if final is None or cancel_sent:
+            self.close()   # the node ended it, or what is in flight after a cancel is not worth waiting for
+        if final is None:
+            if not cancel.cancelled:
+                outcome.errors.append(f"node {self.node.name} ended the association in the middle of the transfer "
+                                      "(what arrived is kept; retrieve again to fetch the rest)")
+            return outcome
+        outcome.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
+        outcome.warning = int(final.get("NumberOfWarningSuboperations", 0) or 0)
+        text = final_status_text(self.node, self.own_aet, self.method, int(final.Status),
+                                 str(final.get("ErrorComment", "") or ""))
+        if text:
+            outcome.errors.append(text)
+        return outcome
+
+    def _request(self, unit: Unit, cancel: CancelFlag):
+        """(the final response or None when the association ended first, whether a C-CANCEL went out)."""
+        assoc = self._assoc
+        self._msg_id = self._msg_id % 65535 + 1
+        msg_id = self._msg_id
+        context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == self._model)
+        request = identifier(unit, self.node.model == "patient")
+        if self.method == "get":
+            responses = assoc.send_c_get(request, self._model, msg_id=msg_id)
+        else:
+            responses = assoc.send_c_move(request, self.own_aet, self._model, msg_id=msg_id)
         cancel_sent = False
         for status, _ in responses:
             if not status or "Status" not in status:
-                break
+                return None, cancel_sent
             if status.Status in PENDING:
                 if cancel.cancelled and not cancel_sent:
-                    assoc.send_c_cancel(1, context_id)
+                    assoc.send_c_cancel(msg_id, context_id)
                     cancel_sent = True
                 continue
-            final = status
-            break
-    if final is None:
-        if not cancel.cancelled:
-            outcome.errors.append(f"node {node.name} ended the association in the middle of the transfer "
-                                  "(what arrived is kept; retrieve again to fetch the rest)")
-        return outcome
-    outcome.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
-    outcome.warning = int(final.get("NumberOfWarningSuboperations", 0) or 0)
-    text = final_status_text(node, own_aet, method, int(final.Status), str(final.get("ErrorComment", "") or ""))
-    if text:
-        outcome.errors.append(text)
-    return outcome
+            return status, cancel_sent
+        return None, cancel_sent
+
+
+def _model(node: Node, method: str) -> str:
+    patient_root = node.model == "patient"
+    if method == "get":
+        return PatientRootQueryRetrieveInformationModelGet if patient_root else StudyRootQueryRetrieveInformationModelGet
+    return PatientRootQueryRetrieveInformationModelMove if patient_root else StudyRootQueryRetrieveInformationModelMove
+
+
+def run_unit(node: Node, own_aet: str, unit: Unit, method: str, on_store: OnStore | None,
+             cancel: CancelFlag) -> UnitOutcome:
+    """One unit over an association of its own (a `Session` used once)."""
+    session = Session(node, own_aet, method, on_store)
+    try:
+        return session.run(unit, cancel)
+    finally:
+        session.close()
 
 
 def final_status_text(node: Node, own_aet: str, method: str, code: int, comment: str) -> str:
