@@ -30,6 +30,22 @@ def test_config_and_nodes(tmp_path):
     assert "no node named 'a'" in ws("node", "rm", "a", home=home, check_code=2).stderr
 
 
+def test_a_node_keeps_its_most_associations_and_older_settings_still_load(tmp_path):
+    home = tmp_path / "h"
+    home.mkdir()
+    older = {"schema_version": 2, "ae_title": "OLD", "nodes": [
+        {"name": "old", "aet": "OLDPACS", "host": "127.0.0.1", "port": 104, "method": "get", "model": "study"}]}
+    (home / "settings.json").write_text(json.dumps(older))
+    ws("node", "add", "small", "--aet", "S", "--host", "127.0.0.1", "--port", "105", "--max-associations", "2",
+       home=home)
+    nodes = {n["name"]: n for n in json.loads(ws("node", "list", "--json", home=home).stdout)}
+    assert (nodes["old"]["max_associations"], nodes["small"]["max_associations"]) == (4, 2)
+    assert ws("config", "get", "ae-title", home=home).stdout.strip() == "OLD"
+    refused = ws("node", "add", "none", "--aet", "N", "--host", "127.0.0.1", "--port", "106", "--max-associations",
+                 "0", home=home, check_code=2)
+    assert refused.stderr.startswith("error:") and "between 1 and" in refused.stderr
+
+
 def test_echo_and_find(tmp_path, orthanc):
     home = tmp_path / "h"
     configure(home, orthanc)

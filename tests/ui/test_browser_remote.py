@@ -336,6 +336,8 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
         pass
     assert "refused the connection" in dialog.test_label.text()
     dialog.port_spin.setValue(orthanc.port)
+    assert dialog.associations_spin.value() == 4
+    dialog.associations_spin.setValue(2)
     assert dialog.save_node() is not None
     dialog.aet_edit.setText("")
     assert dialog.save_node() is None and "AE title is empty" in dialog.error_label.text()
@@ -343,7 +345,7 @@ def test_nodes_dialog_adds_tests_and_saves_a_node_and_moves_the_storage_scp(qtbo
     dialog.own_port_spin.setValue(new_port)
     dialog.accept()
     saved = load_settings(workstation_home)
-    assert [n.name for n in saved.nodes] == ["orthanc"] and saved.port == new_port
+    assert [(n.name, n.max_associations) for n in saved.nodes] == [("orthanc", 2)] and saved.port == new_port
     sources = win.browser.search_bar.source_box
     assert "orthanc" in [sources.itemText(i) for i in range(sources.count())]
     qtbot.waitUntil(lambda: f"port {new_port}" in win.server_label.text(), timeout=10000)

@@ -34,6 +34,9 @@ def add_parsers(sub, add_filters) -> None:
     a.add_argument("--tls-key", default="", metavar="FILE")
     a.add_argument("--connect-timeout", type=float, default=5.0, metavar="S")
     a.add_argument("--timeout", type=float, default=30.0, metavar="S", help="network and DIMSE timeout")
+    a.add_argument("--max-associations", type=int, default=None, metavar="N",
+                   help="most associations the node serves at once (default 4, as Orthanc's DicomThreadsCount); "
+                        "a retrieval never opens more")
     ls = node.add_parser("list", help="list the nodes")
     ls.add_argument("--json", action="store_true")
     rm = node.add_parser("rm", help="remove a node")
@@ -132,10 +135,11 @@ def node_add(args) -> int:
     from workstation.core.settings import save_settings
 
     settings = _settings(args)
+    limit = {} if args.max_associations is None else {"max_associations": args.max_associations}
     settings.with_node(Node(
         name=args.name, aet=args.aet, host=args.host, port=args.port, method=args.method, model=args.model,
         tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-        connect_timeout=args.connect_timeout, network_timeout=args.timeout,
+        connect_timeout=args.connect_timeout, network_timeout=args.timeout, **limit,
     ))
     save_settings(_home(args), settings)
     return EXIT_OK
@@ -146,7 +150,7 @@ def node_list(args) -> int:
     if args.json:
         print_json(nodes)
     else:
-        print_table(nodes, ["name", "aet", "host", "port", "method", "model"])
+        print_table(nodes, ["name", "aet", "host", "port", "method", "model", "max_associations"])
     return EXIT_OK
 
 

@@ -27,7 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.core.model.node import Node, NodeError, check_ae_title, check_port
+from workstation.core.model.node import (
+    DEFAULT_MAX_ASSOCIATIONS,
+    MAX_ASSOCIATIONS,
+    Node,
+    NodeError,
+    check_ae_title,
+    check_port,
+)
 from workstation.core.settings import Settings
 from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService
@@ -54,6 +61,9 @@ class NodesDialog(QDialog):
         self.model_box.addItems(["study", "patient"])
         self.connect_spin = QDoubleSpinBox(minimum=0.5, maximum=120, value=5, suffix=" s")
         self.network_spin = QDoubleSpinBox(minimum=1, maximum=600, value=30, suffix=" s")
+        self.associations_spin = QSpinBox(minimum=1, maximum=MAX_ASSOCIATIONS, value=DEFAULT_MAX_ASSOCIATIONS)
+        self.associations_spin.setToolTip("How many associations the node serves at once (Orthanc: "
+                                          "DicomThreadsCount, 4 by default); a retrieval never opens more")
         self.save_node_button = QPushButton("Save node")
         self.test_button = QPushButton("Test (C-ECHO)")
         self.test_label = QLabel()
@@ -75,6 +85,7 @@ class NodesDialog(QDialog):
         form.addRow("Query model", self.model_box)
         form.addRow("Connect timeout", self.connect_spin)
         form.addRow("Network timeout", self.network_spin)
+        form.addRow("Most associations", self.associations_spin)
         node_buttons = QHBoxLayout()
         node_buttons.addWidget(self.save_node_button)
         node_buttons.addWidget(self.test_button)
@@ -138,6 +149,7 @@ class NodesDialog(QDialog):
         self.model_box.setCurrentText(node.model)
         self.connect_spin.setValue(node.connect_timeout)
         self.network_spin.setValue(node.network_timeout)
+        self.associations_spin.setValue(node.max_associations)
         self.test_label.clear()
 
     def new_node(self) -> None:
@@ -146,6 +158,7 @@ class NodesDialog(QDialog):
             edit.clear()
         self.host_edit.setText("127.0.0.1")
         self.port_spin.setValue(104)
+        self.associations_spin.setValue(DEFAULT_MAX_ASSOCIATIONS)
         self.test_label.clear()
         self.name_edit.setFocus()
 
@@ -155,7 +168,8 @@ class NodesDialog(QDialog):
         return Node(self.name_edit.text().strip(), self.aet_edit.text(), self.host_edit.text().strip(),
                     self.port_spin.value(), self.method_box.currentText(), self.model_box.currentText(),
                     *((old.tls_ca, old.tls_cert, old.tls_key) if old else ("", "", "")),
-                    connect_timeout=self.connect_spin.value(), network_timeout=self.network_spin.value())
+                    connect_timeout=self.connect_spin.value(), network_timeout=self.network_spin.value(),
+                    max_associations=self.associations_spin.value())
 
     def save_node(self) -> Node | None:
         try:
