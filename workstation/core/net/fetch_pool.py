@@ -171,6 +171,12 @@ class Lane:
     def __init__(self, worker: _Worker) -> None:
         self.worker = worker
 
+    def open(self, node: Node, own_aet: str, method: str, sop_classes: tuple[str, ...]) -> None:
+        """Let the worker negotiate its association now, before the first unit (a failure shows at that unit)."""
+        if self.worker.reusable:
+            with contextlib.suppress(OSError):
+                self.worker.conn.send(("open", node, own_aet, method, sop_classes))
+
     def run(self, node: Node, own_aet: str, unit: Unit, method: str, files_root: str, staged: Staged,
             refused: Refused, cancel: CancelFlag) -> UnitOutcome:
         """Run one unit; raises NetworkError when it could not run or the worker died (the lane is over then)."""

@@ -12,12 +12,14 @@ The association stays open from one unit to the next (`transfer.Session`) until 
 ("release",), so a retrieval's pieces follow each other without a new negotiation.
 
 The parent talks over a duplex pipe. To the worker: ("unit", node, own_aet, unit, method, files_root),
-("release",), ("cancel",), ("stop",), or EOF (the parent is gone). To the parent: ("staged", Parsed,
+("open", node, own_aet, method, sop_classes) (negotiate ahead of the first unit), ("release",),
+("cancel",), ("stop",), or EOF (the parent is gone). To the parent: ("staged", Parsed,
 arrived), ("refused", sop, status, reason), then ("done", UnitOutcome) or ("error", text).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -75,6 +77,15 @@ class _Stager:
                     self._idle.set()
 
 
+def _session_for(session: Session | None, node, own_aet: str, method: str, on_store) -> Session:
+    """The session to run with: the open one when it talks to the same node the same way, else a new one."""
+    if session is not None and (session.node, session.own_aet, session.method) == (node, own_aet, method):
+        return session
+    if session is not None:
+        session.close()
+    return Session(node, own_aet, method, on_store if method == "get" else None)
+
+
 def serve(conn, log_config=None) -> None:
     """The worker's main loop: one unit at a time until the pipe closes."""
     as_child()
@@ -127,15 +138,17 @@ def serve(conn, log_config=None) -> None:
                 session.close()
                 session = None
             continue
+        if message[0] == "open":
+            _, node, own_aet, method, classes = message
+            session = _session_for(session, node, own_aet, method, on_store)
+            with contextlib.suppress(NetworkError):   # the first unit tries again and reports it
+                session.prepare(classes)
+            continue
         _, node, own_aet, unit, method, files_root = message
         flag.cancelled = False
         stager.failing = False
         roots["files"] = files_root
-        if session is not None and (session.node, session.own_aet, session.method) != (node, own_aet, method):
-            session.close()
-            session = None
-        if session is None:
-            session = Session(node, own_aet, method, on_store if method == "get" else None)
+        session = _session_for(session, node, own_aet, method, on_store)
         try:
             outcome = session.run(unit, flag)
         except NetworkError as exc:

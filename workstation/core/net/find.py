@@ -6,6 +6,7 @@ token, or reaching the result cap, sends C-CANCEL so the PACS stops searching to
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -104,11 +105,34 @@ def record(level: str, ds: Dataset) -> Study | Series | Instance:
     )
 
 
+def find_model(node: Node) -> str:
+    return (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
+            else StudyRootQueryRetrieveInformationModelFind)
+
+
+def searching(node: Node, own_aet: str):
+    """An association for several searches in a row (pass it as `assoc`): each saves a connection,
+    a negotiation and a release, three round trips on a WAN."""
+    return associate(node, own_aet, [find_model(node)])
+
+
+@contextlib.contextmanager
+def _association(node: Node, own_aet: str, assoc) -> Iterator:
+    if assoc is not None:
+        yield assoc
+    else:
+        with searching(node, own_aet) as opened:
+            yield opened
+
+
 def find(
     node: Node, own_aet: str, level: str, query: QueryFilter, limit: int = 10000,
-    cancel: CancelToken | None = None, outcome: FindOutcome | None = None,
+    cancel: CancelToken | None = None, outcome: FindOutcome | None = None, assoc=None,
 ) -> Iterator[Study | Series | Instance]:
-    """Yield records as the node sends them; `outcome` (if given) says how the search ended."""
+    """Yield records as the node sends them; `outcome` (if given) says how the search ended.
+
+    `assoc`: one from `searching` to search on, else the search has an association of its own.
+    """
     level = "image" if level == "instance" else level
     if level not in LEVELS:
         raise NetworkError(f"unknown query level {level!r}: use study, series or image")
@@ -117,10 +141,9 @@ def find(
     if level == "image" and not query.SeriesInstanceUID:
         raise NetworkError("an image-level search needs the series' UID (--series-uid)")
     outcome = outcome if outcome is not None else FindOutcome()
-    model = (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
-             else StudyRootQueryRetrieveInformationModelFind)
+    model = find_model(node)
     ds = identifier(level, query)
-    with associate(node, own_aet, [model]) as assoc:
+    with _association(node, own_aet, assoc) as assoc:
         context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
         responses = assoc.send_c_find(ds, model, msg_id=1)
         answered = False
@@ -156,14 +179,13 @@ def find(
                 "(not authorised by the PACS?)")
 
 
-def study_sop_classes(node: Node, own_aet: str, study_uid: str) -> tuple[str, ...]:
+def study_sop_classes(node: Node, own_aet: str, study_uid: str, assoc=None) -> tuple[str, ...]:
     """SOP Classes in Study (0008,0062) as the node reports them; () when it does not.
 
     A retrieval needs the SOP classes for C-GET role selection; asking the study once is much
     cheaper than an image-level search (Orthanc answers that at about 1 ms per instance).
     """
-    model = (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
-             else StudyRootQueryRetrieveInformationModelFind)
+    model = find_model(node)
     ds = Dataset()
     ds.QueryRetrieveLevel = "STUDY"
     ds.StudyInstanceUID = study_uid
@@ -171,7 +193,7 @@ def study_sop_classes(node: Node, own_aet: str, study_uid: str) -> tuple[str, ..
     if node.model == "patient":
         ds.PatientID = None
     classes: list[str] = []
-    with associate(node, own_aet, [model]) as assoc:
+    with _association(node, own_aet, assoc) as assoc:
         for status, found in assoc.send_c_find(ds, model, msg_id=1):
             if not status or "Status" not in status or status.Status not in PENDING:
                 break
@@ -183,14 +205,13 @@ def study_sop_classes(node: Node, own_aet: str, study_uid: str) -> tuple[str, ..
 
 
 def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
-                  cancel: CancelToken | None = None, numbered: bool = False) -> list:
+                  cancel: CancelToken | None = None, numbered: bool = False, assoc=None) -> list:
     """The SOP Instance UIDs of one series (with `numbered`, (UID, Instance Number or None) pairs).
 
     The cheapest listing a PACS can give: Orthanc answers it from its index (0.06 s for 140
     instances) but reads every file when asked for the SOP Class UID as well (0.17 s).
     """
-    model = (PatientRootQueryRetrieveInformationModelFind if node.model == "patient"
-             else StudyRootQueryRetrieveInformationModelFind)
+    model = find_model(node)
     ds = Dataset()
     ds.QueryRetrieveLevel = "IMAGE"
     if node.model == "patient":
@@ -201,7 +222,7 @@ def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
     if numbered:
         ds.InstanceNumber = None
     listed: list = []
-    with associate(node, own_aet, [model]) as assoc:
+    with _association(node, own_aet, assoc) as assoc:
         context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
         responses = assoc.send_c_find(ds, model, msg_id=1)
         for status, found in responses:

@@ -18,10 +18,12 @@ first association to the last commit.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
@@ -30,7 +32,7 @@ from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model.node import Node
 from workstation.core.net.association import NetworkError
 from workstation.core.net.fetch_pool import shared_pool
-from workstation.core.net.find import find, instance_uids, study_sop_classes
+from workstation.core.net.find import find, instance_uids, searching, study_sop_classes
 from workstation.core.net.ingest_queue import IngestQueue
 from workstation.core.net.received import STATUS_CANNOT_STORE, STATUS_OUT_OF_RESOURCES, encoded, refusal
 from workstation.core.net.storage_scp import StorageServer, default_receivers
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 MIN_PIECE = 24
 """Fewest instances in a series worth cutting to fill the lanes: a cut costs an image-level search
 first (Orthanc: about 0.6 ms per instance)."""
-TAIL_PIECE = 4
+TAIL_PIECE = 2
 """Fewest instances in a piece: each piece costs its lane a request round trip (the association stays)."""
 
 
@@ -84,17 +86,18 @@ class Plan:
 
 
 def _listed_units(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uid: str, lanes: int,
-                  classes: tuple[str, ...], cancel: CancelToken | None) -> tuple[list[Unit], int]:
+                  classes: tuple[str, ...], cancel: CancelToken | None, assoc) -> tuple[list[Unit], int]:
     """Units for the instances of one series the cache lacks, from an image-level search; (units, already local).
 
     With `lanes` > 1 the series is cut into pieces for that many parallel associations. With the
     study's SOP classes known, the search asks for the UIDs alone (much cheaper for the node).
     """
     if classes:
-        uids = instance_uids(node, own_aet, study_uid, series_uid, cancel)
+        uids = instance_uids(node, own_aet, study_uid, series_uid, cancel, assoc=assoc)
     else:
         instances = list(find(node, own_aet, "image", QueryFilter(StudyInstanceUID=study_uid,
-                                                                  SeriesInstanceUID=series_uid), cancel=cancel))
+                                                                  SeriesInstanceUID=series_uid), cancel=cancel,
+                              assoc=assoc))
         uids = [i.SOPInstanceUID for i in instances]
         classes = tuple(sorted({i.SOPClassUID for i in instances if i.SOPClassUID} or {CTImageStorage, MRImageStorage}))
     if not uids:
@@ -132,7 +135,8 @@ def _to_cut(counts: dict[str, int], wanted: list[str], lanes: int) -> set[str]:
 
 
 def plan(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: list[str] | None,
-         lanes: int, cancel: CancelToken | None = None, split: bool = False) -> Plan:
+         lanes: int, cancel: CancelToken | None = None, split: bool = False,
+         ready: Callable[[tuple[str, ...]], None] | None = None) -> Plan:
     """What to fetch: the node's instances of the study (or series) minus what the cache holds.
 
     A series the cache holds nothing of is fetched whole, planned from the series-level search
@@ -141,9 +145,16 @@ def plan(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: li
     Series the cache holds part of are listed image by image so that only what is missing
     comes. With `split` (worker processes, each with its own core), series bigger than a fair
     share of `lanes` parallel associations are listed too and cut into pieces, served to the lanes
-    biggest first.
+    biggest first. The searches share one association; `ready(SOP classes)` is called once they
+    are known and the cache lacks something, so that the lanes can negotiate during the listing.
     """
-    found = list(find(node, own_aet, "series", QueryFilter(StudyInstanceUID=study_uid), cancel=cancel))
+    with searching(node, own_aet) as assoc:
+        return _plan(node, own_aet, cache, study_uid, series_uids, lanes, cancel, split, ready, assoc)
+
+
+def _plan(node, own_aet, cache, study_uid, series_uids, lanes, cancel, split, ready, assoc) -> Plan:
+    found = list(find(node, own_aet, "series", QueryFilter(StudyInstanceUID=study_uid), cancel=cancel,
+                      assoc=assoc))
     counts = {s.SeriesInstanceUID: s.NumberOfSeriesRelatedInstances for s in found}
     if series_uids:
         wanted = list(dict.fromkeys(series_uids))
@@ -152,15 +163,18 @@ def plan(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: li
         if not wanted:
             raise NetworkError(f"node {node.name} has no study {study_uid} (or it has no series)")
     to_cut = _to_cut(counts, wanted, lanes) if split else set()
-    classes = study_sop_classes(node, own_aet, study_uid)
+    classes = study_sop_classes(node, own_aet, study_uid, assoc=assoc)
+    local_counts = {s: len(cache.instances(s)) for s in wanted}
+    if ready is not None and classes and any(local_counts[s] < counts.get(s, 1) for s in wanted):
+        ready(classes)
     units: list[Unit] = []
     already = 0
     for series_uid in wanted:
-        if classes and counts.get(series_uid) and series_uid not in to_cut and not cache.instances(series_uid):
+        if classes and counts.get(series_uid) and series_uid not in to_cut and not local_counts[series_uid]:
             units.append(Unit(study_uid, series_uid, (), True, classes, counts[series_uid]))
             continue
         listed, local = _listed_units(node, own_aet, cache, study_uid, series_uid,
-                                      lanes if series_uid in to_cut else 1, classes, cancel)
+                                      lanes if series_uid in to_cut else 1, classes, cancel, assoc)
         units.extend(listed)
         already += local
     units.sort(key=lambda u: -(len(u.sop_uids) or u.count))
@@ -265,9 +279,25 @@ def retrieve(
     if processes_by_default() if processes is None else processes:
         pool = shared_pool(lanes)
         pool.prestart(lanes)
-    the_plan = plan(node, own_aet, cache, study_uid, series_uids, lanes, cancel, split=pool is not None)
+    held = contextlib.ExitStack()
+    early: list = []
+
+    def ready(classes: tuple[str, ...]) -> None:
+        """Lanes negotiate while the plan lists; one waits, as the plan's association counts against the limit."""
+        for _ in range(lanes - 1):
+            worker = held.enter_context(pool.lane())
+            worker.open(node, own_aet, method, classes)
+            early.append(worker)
+
+    try:
+        the_plan = plan(node, own_aet, cache, study_uid, series_uids, lanes, cancel, split=pool is not None,
+                        ready=ready if pool is not None else None)
+    except BaseException:
+        held.close()
+        raise
     report = RetrieveReport(already_local=the_plan.already_local)
     if not the_plan.units:
+        held.close()
         report.seconds = time.monotonic() - started
         return report
     whole = [u for u in the_plan.units if not u.sop_uids]
@@ -304,7 +334,7 @@ def retrieve(
         except IndexError:
             return None
 
-    def lane() -> None:
+    def lane(number: int) -> None:
         """One parallel association: the next unit whenever the last one ended, until none is left."""
         try:
             if pool is None:
@@ -315,7 +345,8 @@ def retrieve(
                 finally:
                     session.close()
                 return
-            with pool.lane() as worker:
+            with contextlib.ExitStack() as own:
+                worker = early[number] if number < len(early) else own.enter_context(pool.lane())
                 while (unit := next_unit()) is not None and not cancel.cancelled:
                     tally.add(worker.run(
                         node, own_aet, unit, method, str(cache.files),
@@ -335,7 +366,7 @@ def retrieve(
     else:
         writer = IngestQueue(cache, tally.committed, staged=pool is not None)
     try:
-        threads = [threading.Thread(target=lane, name=f"retrieve-{n}", daemon=True)
+        threads = [threading.Thread(target=lane, args=(n,), name=f"retrieve-{n}", daemon=True)
                    for n in range(min(lanes, len(the_plan.units)))]
         for thread in threads:
             thread.start()
@@ -344,6 +375,7 @@ def retrieve(
         if crashed:
             raise crashed[0]
     finally:
+        held.close()
         if writer is not None:
             writer.close()
         if method == "move":

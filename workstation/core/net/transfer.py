@@ -139,6 +139,11 @@ class Session:
         self._stack = stack
         self._classes = classes
 
+    def prepare(self, classes: tuple[str, ...]) -> None:
+        """Open the association now for units of these SOP classes (raises NetworkError)."""
+        if self._assoc is None:
+            self._open(classes)
+
     def close(self, exc_info=(None, None, None)) -> None:
         """Release the association (abort it when `exc_info` holds the error that ends it)."""
         stack, self._stack, self._assoc = self._stack, None, None
