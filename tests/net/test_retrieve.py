@@ -183,3 +183,16 @@ def test_idle_workers_that_died_are_replaced_without_an_error(node, cache):
     time.sleep(0.2)
     report = retrieve(node, WORKSTATION_AET, cache, study_uid(node, "A002304"), associations=2)
     assert report.errors == [] and report.completed == 3
+
+
+@pytest.mark.parametrize("sop", ["1.2.3.4", "1.2.3.45"], ids=["even-length-uid", "odd-length-uid"])
+def test_the_file_meta_we_write_is_pynetdicoms(sop):
+    """received.part10_header writes the meta by hand; pynetdicom's own encoding is the oracle."""
+    from pynetdicom.dsutils import create_file_meta, encode_file_meta
+
+    from workstation.core.net.received import part10_header
+
+    for sop_class, syntax in (("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"),
+                              ("1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.1.2")):
+        meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop, transfer_syntax=syntax)
+        assert part10_header(sop_class, sop, syntax) == b"\0" * 128 + b"DICM" + encode_file_meta(meta)
