@@ -8,6 +8,7 @@ Heavy modules (Qt, pydicom, the cache) are imported inside the verbs so `--help`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quiet_library_warnings(args.debug)
     if args.verb is not None:
+        # numpy's OpenBLAS starts a thread per core at import (0.07-0.12 CPU-s here); no verb multiplies matrices.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         from workstation.core.logs import setup_logging
         from workstation.core.paths import home_folder
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage
 
@@ -35,9 +36,11 @@ from workstation.core.net.fetch_pool import shared_pool
 from workstation.core.net.find import find, instance_uids, searching, study_sop_classes
 from workstation.core.net.ingest_queue import IngestQueue
 from workstation.core.net.received import STATUS_CANNOT_STORE, STATUS_OUT_OF_RESOURCES, encoded, refusal
-from workstation.core.net.storage_scp import StorageServer, default_receivers
 from workstation.core.net.transfer import Session, Unit, UnitOutcome
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
+
+if TYPE_CHECKING:
+    from workstation.core.net.storage_scp import StorageServer
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +363,8 @@ def retrieve(
 
     if method == "move":
         if server is None:
+            from workstation.core.net.storage_scp import StorageServer, default_receivers  # C-MOVE only
+
             own_server = server = StorageServer(cache, own_aet, own_port, receivers=default_receivers())
             own_server.start()
         server.subscribe(arrived, arrival=True)
