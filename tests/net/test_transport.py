@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from tests.peers import WORKSTATION_AET, OrthancPeer, free_port
 from workstation.core.model.node import Node
+from workstation.core.net import transport
 from workstation.core.net.association import associate
 from workstation.core.net.storage_scp import StorageServer
 from workstation.core.net.transport import IDLE_WAIT, FastAssociationSocket
@@ -221,3 +223,21 @@ def test_a_request_from_the_peer_between_ours_is_served_on_a_requested_associati
     finally:
         server.shutdown()
     assert answers == [0x0000]
+
+
+@pytest.mark.parametrize(("sop", "status"), [("1.2.3.45", 0x0000), ("1.2.3.4", 0xA700)],
+                         ids=["odd-uid-success", "even-uid-out-of-resources"])
+def test_a_store_response_written_directly_is_the_one_pynetdicom_encodes(sop, status):
+    from pynetdicom.dimse_messages import C_STORE_RSP
+    from pynetdicom.dimse_primitives import C_STORE
+
+    rsp = C_STORE()
+    rsp.MessageID = rsp.MessageIDBeingRespondedTo = 7
+    rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    rsp.AffectedSOPInstanceUID = sop
+    rsp.Status = status
+    message = C_STORE_RSP()
+    message.primitive_to_message(rsp)
+    (pdata,) = message.encode_msg(5, 16382)
+    assert [list(pdv) for pdv in pdata.presentation_data_value_list] == [
+        [5, b"\x03" + transport.store_response("1.2.840.10008.5.1.4.1.1.2", sop, 7, status)]]
