@@ -130,3 +130,17 @@ def test_opening_a_series_that_left_the_cache_says_so(loader):
     loader.open_series("1.2.3.4.5", record(events, "opened"), record(events, "failed"))
     worker.drain()
     assert events == [("failed", "series 1.2.3.4.5 is no longer in the cache")]
+
+
+def test_a_viewer_that_subscribes_when_its_series_opens_is_not_told_it_grew(loader, slices):
+    loader, worker, cache = loader
+    files, study, series = slices
+    cache.import_paths(files[:4])
+    grown: list = []
+    loader.open_series(series, lambda shown: loader.watch(series, grown.append, shown), print)
+    worker.drain()
+    assert grown == []
+    cache.import_paths(files[4:6])
+    loader.instances_added(study, series)
+    worker.drain()
+    assert [len(d) for d in grown] == [6]

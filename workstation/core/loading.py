@@ -83,9 +83,10 @@ class SeriesFeed:
     def _read(self, display_set: DisplaySet) -> None:
         changed = self.display_set is None or len(display_set) != len(self.display_set)
         self.display_set = display_set
+        listeners = list(self._listeners)   # not those subscribing from the callbacks: they have it
         self._end_read(lambda done, failed: done(display_set))
         if changed:
-            for listener in list(self._listeners):
+            for listener in listeners:
                 listener(display_set)
 
     def _failed(self, message: str) -> None:
