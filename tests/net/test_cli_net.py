@@ -445,3 +445,16 @@ def test_receivers_started_by_the_fork_server_log_to_the_file_not_the_terminal(t
     assert [line for line in listening.err if not line.startswith("listening")] == [
         line for line in listening.err if line.startswith("warning: refused")] and len(listening.err) == 2, stderr
     assert "End of file reached before delimiter" in (home / "logs" / "workstation.log").read_text()
+
+
+def test_listen_on_a_busy_port_says_so_in_one_line_with_the_way_out(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = ws("listen", "--port", str(port), home=tmp_path / "home", check_code=2)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot listen on port"), done.stderr
+    assert "--port N" in lines[0] and "is another workstation or storescp using it?" in lines[0]

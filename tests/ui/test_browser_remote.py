@@ -360,6 +360,8 @@ def test_a_busy_storage_port_is_reported_and_the_window_keeps_working(qtbot, mak
         win = make_window(None, [pacs_node(orthanc)], port=busy.getsockname()[1])
         qtbot.waitUntil(lambda: "Not receiving images" in win.server_label.text(), timeout=10000)
         assert "cannot listen on port" in win.server_label.text()
+        assert "Tools > Nodes and network" in win.server_label.text()
+        assert "workstation config" not in win.server_label.text()   # the window's way out, not the CLI's
         search_node(qtbot, win.browser, "pacs", expect_rows=9)   # searching still works
     finally:
         busy.close()

@@ -264,7 +264,7 @@ def listen(args) -> int:
         try:
             server.start()
         except OSError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(f"{exc}; choose another with --port N or 'workstation config set port N'") from None
         server.subscribe(lambda calling, sop, size: print(f"received {sop} from {calling}", flush=True))
         server.subscribe_refused(lambda calling, sop, status, reason: warning(
             f"refused {sop} from {calling} (status 0x{status:04X}): {reason}"))

@@ -156,7 +156,7 @@ class StorageServer:
         except OSError as exc:
             self.stop()
             raise OSError(f"cannot listen on port {self.port}: {exc.strerror or exc} (is another "
-                          "workstation or storescp using it? change it with 'workstation config set port N')") from None
+                          "workstation or storescp using it?)") from None   # each front end says how to change it
 
     def _start_threads(self) -> None:
         ae = AE(ae_title=self.aet)
