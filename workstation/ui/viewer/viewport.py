@@ -12,13 +12,13 @@ from functools import partial
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QImage, QKeyEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
-from workstation.core.dicom.geometry import orientation_labels
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.pixels.voi import Window
+from workstation.core.view import ViewState, ViewTransform
 from workstation.services.frame_service import FrameService
 from workstation.ui.text import format_date, person_name
 
@@ -49,6 +49,7 @@ class ViewportWidget(QWidget):
         self.renderer: FrameRenderer | None = None
         self.shown_index = -1  # the frame the image on screen belongs to
         self.image: QImage | None = None
+        self.view_state = ViewState()   # zoom, pan, rotation, flips (fitted and upright for now)
         self.error: str = ""
         self._drag_from: QPointF | None = None
         self._drag_window: Window | None = None
@@ -141,28 +142,36 @@ class ViewportWidget(QWidget):
 
     # --- painting -----------------------------------------------------------------------------
 
-    def image_rect(self) -> QRectF:
-        """Where the image sits: fitted to the widget, square pixels in millimetres."""
+    def view_transform(self) -> ViewTransform | None:
+        """Image <-> widget <-> patient for the frame on screen: the one map painting and tools use."""
         if self.image is None:
+            return None
+        plane = self.renderer.plane if self.renderer is not None else None
+        return ViewTransform.build(self.image.width(), self.image.height(), (self.width(), self.height()),
+                                   self.view_state, plane=plane)
+
+    def image_rect(self) -> QRectF:
+        """The image's bounding box on screen."""
+        t = self.view_transform()
+        if t is None:
             return QRectF()
-        w, h = self.image.width(), self.image.height()
-        aspect = 1.0
-        if self.renderer is not None:
-            plane = self.renderer.plane
-            if plane is not None and plane.pixel_spacing[1] > 0:
-                aspect = plane.pixel_spacing[0] / plane.pixel_spacing[1]  # row spacing / column spacing
-        shown_h = h * aspect
-        scale = min(self.width() / w, self.height() / shown_h)
-        dw, dh = w * scale, shown_h * scale
-        return QRectF((self.width() - dw) / 2, (self.height() - dh) / 2, dw, dh)
+        corners = [t.to_widget(c, r) for c in (-0.5, t.columns - 0.5) for r in (-0.5, t.rows - 0.5)]
+        xs, ys = [x for x, _ in corners], [y for _, y in corners]
+        return QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
 
     def paintEvent(self, event) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(0, 0, 0))
-        if self.image is not None:
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
-            p.drawImage(self.image_rect(), self.image)
-        self._paint_corners(p)
+        t = self.view_transform()
+        if t is not None:
+            m = t.matrix
+            p.save()
+            p.setTransform(QTransform(m[0, 0], m[1, 0], m[0, 1], m[1, 1], m[0, 2], m[1, 2]))
+            # at one screen pixel per image pixel nothing is resampled: the render output is shown as is
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, abs(t.scale - 1.0) > 1e-6)
+            p.drawImage(QRectF(-0.5, -0.5, t.columns, t.rows), self.image)
+            p.restore()
+        self._paint_corners(p, t)
         p.end()
 
     def corner_texts(self) -> dict[str, list[str]]:
@@ -189,7 +198,7 @@ class ViewportWidget(QWidget):
         return {"top_left": [t for t in top_left if t], "top_right": [t for t in top_right if t],
                 "bottom_left": bottom_left, "bottom_right": bottom_right}
 
-    def _paint_corners(self, p: QPainter) -> None:
+    def _paint_corners(self, p: QPainter, transform: ViewTransform | None) -> None:
         font = QFont(self.font())
         font.setPointSizeF(max(8.0, min(11.0, self.height() / 60)))
         p.setFont(font)
@@ -206,16 +215,14 @@ class ViewportWidget(QWidget):
                 else:
                     y = self.height() - margin - line * (len(lines) - 1 - i) - metrics.descent()
                 _shadowed_text(p, x, y, text)
-        if self.renderer is not None:
-            plane = self.renderer.plane
-            if plane is not None:
-                rect = self.image_rect()
-                labels = orientation_labels(plane)
-                cx, cy = rect.center().x(), rect.center().y()
-                _shadowed_text(p, rect.left() + margin, cy, labels["left"])
-                _shadowed_text(p, rect.right() - metrics.horizontalAdvance(labels["right"]) - margin, cy, labels["right"])
-                _shadowed_text(p, cx, rect.top() + line + margin, labels["top"])
-                _shadowed_text(p, cx, rect.bottom() - margin, labels["bottom"])
+        labels = transform.orientation_labels() if transform is not None else {}
+        if labels:   # at the edges of what is visible of the image, following rotation and flips
+            rect = self.image_rect().intersected(QRectF(self.rect()))
+            cx, cy = rect.center().x(), rect.center().y()
+            _shadowed_text(p, rect.left() + margin, cy, labels["left"])
+            _shadowed_text(p, rect.right() - metrics.horizontalAdvance(labels["right"]) - margin, cy, labels["right"])
+            _shadowed_text(p, cx, rect.top() + line + margin, labels["top"])
+            _shadowed_text(p, cx, rect.bottom() - margin, labels["bottom"])
         if self.error:
             p.setPen(QColor(255, 180, 120))
             p.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
