@@ -140,7 +140,11 @@ def test_presets_and_back_to_the_image_window(qtbot, window, samples):
     viewport = window.viewer.viewport
     wait_for_image(qtbot, viewport)
     own = viewport.corner_texts()["bottom_right"]
-    window.viewer.preset_box.textActivated.emit("Bone")
+    box = window.viewer.preset_box
+    qtbot.mouseClick(box, Qt.MouseButton.LeftButton)                  # the user opens the drop-down...
+    box.hidePopup()
+    box.textActivated.emit("Bone")                                     # ...and picks a preset
+    assert not box.hasFocus() and viewport.hasFocus()                  # so the arrow keys still scroll
     bone = window.viewer.presets["Bone"]
     assert viewport.window == bone
     assert viewport.corner_texts()["bottom_right"] == [f"W {bone.width:.0f}  L {bone.center:.0f}"]

@@ -43,3 +43,31 @@ def test_screen_pixels_are_the_render_output_upright_and_turned(qtbot, samples):
         assert not np.array_equal(turned[SAFE, SAFE], shown[SAFE, SAFE])
     finally:
         frames.shutdown()
+
+
+def test_a_series_keeps_its_first_images_window_while_scrolling(qtbot, samples):
+    """MR files often carry a window per image (here W 9, then W 7, ...): scrolling must not make the
+    picture jump; the first image's window holds until the user chooses another."""
+    from workstation.core.pixels.voi import Window
+
+    files = sorted((samples / "dcm_qa_deident/In").glob("*.dcm"))[:4]
+    frames = FrameService()
+    try:
+        viewport = ViewportWidget(frames)
+        qtbot.addWidget(viewport)
+        viewport.show_display_set(DisplaySet(Series(SeriesInstanceUID="1.2"), None,
+                                             tuple(FrameRef(str(p), 0, p.name) for p in files)))
+        qtbot.waitUntil(lambda: viewport.renderer is not None and viewport.shown_index == 0, timeout=10000)
+        first = viewport.renderer.default_window
+        corner = viewport.corner_texts()["bottom_right"]
+        viewport.set_index(2)
+        qtbot.waitUntil(lambda: viewport.shown_index == 2, timeout=10000)
+        assert viewport.renderer.default_window.width != first.width   # this image's own window differs
+        assert viewport.corner_texts()["bottom_right"] == corner
+        assert np.array_equal(viewport.renderer.render(viewport.shown_window()), viewport.renderer.render(first))
+        viewport.set_window(Window(100.0, 50.0))
+        assert viewport.shown_window() == Window(100.0, 50.0)
+        viewport.set_window(None)                                           # back to the series' own
+        assert viewport.shown_window() == first
+    finally:
+        frames.shutdown()

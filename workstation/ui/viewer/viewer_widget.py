@@ -32,6 +32,7 @@ class ViewerWidget(QWidget):
         self.preset_box = QComboBox()
         self.preset_box.addItem(DEFAULT_CHOICE)
         self.preset_box.addItems(sorted(self.presets))
+        self.preset_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # the arrow keys keep scrolling the slices
         self.title = QLabel()
 
         top = QHBoxLayout()
@@ -97,3 +98,4 @@ class ViewerWidget(QWidget):
             self.viewport.set_window(None)
         elif name in self.presets:
             self.viewport.set_window(self.presets[name])
+        self.viewport.setFocus()

@@ -45,7 +45,8 @@ class ViewportWidget(QWidget):
         self.frames = frames
         self.display_set: DisplaySet | None = None
         self.index = 0
-        self.window: Window | None = None  # None: each frame's own VOI (its first window or VOI LUT)
+        self.window: Window | None = None  # the user's window; None: the series' own (below)
+        self.series_window: Window | None = None   # the first image's window, kept for the whole series
         self.renderer: FrameRenderer | None = None
         self.shown_index = -1  # the frame the image on screen belongs to
         self.image: QImage | None = None
@@ -66,6 +67,7 @@ class ViewportWidget(QWidget):
     def show_display_set(self, display_set: DisplaySet, index: int = 0) -> None:
         self.display_set = display_set
         self.window = None
+        self.series_window = None
         self.renderer = None
         self.shown_index = -1
         self.image = None
@@ -107,10 +109,10 @@ class ViewportWidget(QWidget):
         self.update()
 
     def set_window(self, window: Window | None) -> None:
-        """A window for every frame from now on; None goes back to each frame's own VOI."""
+        """A window for every frame from now on; None goes back to the series' own (its first image's)."""
         self.window = window
         self._render()
-        shown = window or (self.renderer.default_window if self.renderer is not None else None)
+        shown = self.shown_window()
         if shown is not None:
             self.window_changed.emit(shown.center, shown.width)
 
@@ -127,7 +129,21 @@ class ViewportWidget(QWidget):
             self.error = reason
             self.update()
 
+    def shown_window(self) -> Window | None:
+        """The window on screen: the user's, else the series' own; None for a VOI LUT or colour frame."""
+        if self.window is not None:
+            return self.window
+        if self.renderer is None or self.renderer.is_color:
+            return None
+        if self.renderer.voi_luts and not self.renderer.file_windows:
+            return None   # a frame with a VOI LUT and no window is shown through its LUT
+        return self.series_window or self.renderer.default_window
+
     def _show(self, renderer: FrameRenderer, index: int) -> None:
+        # A series keeps one window while scrolling (MR files often carry a window per image): the
+        # first image's, until the user chooses another.
+        if self.series_window is None and not renderer.is_color and not (renderer.voi_luts and not renderer.file_windows):
+            self.series_window = renderer.default_window
         self.renderer = renderer
         self.shown_index = index
         self.error = ""
@@ -137,7 +153,7 @@ class ViewportWidget(QWidget):
         if self.renderer is None:
             self.update()
             return
-        self.image = qimage_from(self.renderer.render(self.window))
+        self.image = qimage_from(self.renderer.render(self.shown_window()))
         self.update()
 
     # --- painting -----------------------------------------------------------------------------
@@ -190,10 +206,10 @@ class ViewportWidget(QWidget):
             bottom_left.append(f"Frame {self.renderer.frame + 1} of {self.renderer.number_of_frames}")
         bottom_right = []
         if self.renderer is not None and not self.renderer.is_color:
-            if self.window is None and self.renderer.voi_luts and not self.renderer.file_windows:
+            shown = self.shown_window()
+            if shown is None:
                 bottom_right.append("VOI LUT")
             else:
-                shown = self.window or self.renderer.default_window
                 bottom_right.append(f"W {format_level(shown.width)}  L {format_level(shown.center)}")
         return {"top_left": [t for t in top_left if t], "top_right": [t for t in top_right if t],
                 "bottom_left": bottom_left, "bottom_right": bottom_right}
@@ -235,7 +251,7 @@ class ViewportWidget(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.renderer is not None:
             self._drag_from = event.position()
-            self._drag_window = self.window or self.renderer.default_window
+            self._drag_window = self.shown_window() or self.renderer.default_window
         self.setFocus()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
