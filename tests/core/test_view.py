@@ -94,3 +94,18 @@ def test_widget_points_reach_the_patient_and_come_back_with_their_distance_from_
     assert (x, y) == pytest.approx((321.0, 123.0)) and distance == pytest.approx(5.0)
     # the first pixel's centre is ImagePositionPatient
     assert np.allclose(t.to_patient(*t.to_widget(0, 0)), [float(v) for v in ds.ImagePositionPatient])
+
+
+def test_a_projection_image_is_labelled_from_its_patient_orientation(samples):
+    """A CR has no Image Orientation (Patient) but says where its rows and columns point: R\\F."""
+    from workstation.core.pixels.image import ImageSource
+    from workstation.core.pixels.render import FrameRenderer
+
+    renderer = FrameRenderer(ImageSource.open(samples / "nema_wg04/J2KR/RG3_J2KR"))
+    assert renderer.plane is None and renderer.patient_orientation == ("R", "F")
+    t = ViewTransform.build(100, 80, (500, 400), patient_orientation=renderer.patient_orientation)
+    assert t.orientation_labels() == {"left": "L", "right": "R", "top": "H", "bottom": "F"}
+    turned = ViewTransform.build(100, 80, (500, 400), ViewState().rotated(1).flipped(True),
+                                 patient_orientation=("R", "F"))
+    # a clockwise turn brings the left edge (L) to the top; the mirror then swaps left and right
+    assert turned.orientation_labels() == {"top": "L", "bottom": "R", "left": "H", "right": "F"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from workstation.core.dicom.geometry import ImagePlane, direction_label
+from workstation.core.dicom.geometry import ImagePlane, direction_label, opposite_direction
 from workstation.core.pixels.voi import Window
 
 
@@ -64,10 +64,12 @@ class ViewTransform:
     columns: int
     rows: int
     plane: ImagePlane | None = None
+    patient_orientation: tuple[str, str] | None = None   # (rows, columns) directions without a plane
 
     @classmethod
     def build(cls, columns: int, rows: int, widget_size: tuple[float, float], state: ViewState | None = None,
-              pixel_spacing: tuple[float, float] | None = None, plane: ImagePlane | None = None) -> ViewTransform:
+              pixel_spacing: tuple[float, float] | None = None, plane: ImagePlane | None = None,
+              patient_orientation: tuple[str, str] | None = None) -> ViewTransform:
         """`pixel_spacing` (row spacing, column spacing) in mm; None or unknown: square pixels."""
         state = state or ViewState()
         spacing = pixel_spacing or (plane.pixel_spacing if plane is not None else None)
@@ -90,7 +92,7 @@ class ViewTransform:
         centre_image = np.array([(columns - 1) / 2, (rows - 1) / 2])
         centre_widget = np.array([ww / 2 + state.pan[0], wh / 2 + state.pan[1]])
         offset = centre_widget - linear @ centre_image
-        return cls(np.hstack([linear, offset[:, None]]), columns, rows, plane)
+        return cls(np.hstack([linear, offset[:, None]]), columns, rows, plane, patient_orientation)
 
     @property
     def scale(self) -> float:
@@ -130,14 +132,19 @@ class ViewTransform:
         return (c, r) if 0 <= c < self.columns and 0 <= r < self.rows else None
 
     def orientation_labels(self) -> dict[str, str]:
-        """Patient directions at the widget's four edges, following rotation and flips; {} without geometry."""
-        if self.plane is None:
-            return {}
+        """Patient directions at the widget's four edges, following rotation and flips: from the plane,
+        else from Patient Orientation (projection images); {} without either."""
         inverse = np.linalg.inv(self.matrix[:, :2])   # widget offsets -> image offsets
-        p = self.plane
+        p, po = self.plane, self.patient_orientation
+        if p is None and po is None:
+            return {}
 
         def towards(dx: float, dy: float) -> str:
             dc, dr = inverse @ (dx, dy)
+            if p is None:
+                along_row = abs(dc) >= abs(dr)
+                label = po[0] if along_row else po[1]
+                return label if (dc if along_row else dr) > 0 else opposite_direction(label)
             return direction_label(dc * p.pixel_spacing[1] * p.row_direction + dr * p.pixel_spacing[0] * p.column_direction)
 
         return {"left": towards(-1, 0), "right": towards(1, 0), "top": towards(0, -1), "bottom": towards(0, 1)}

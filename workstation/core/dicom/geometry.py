@@ -139,3 +139,23 @@ def orientation_labels(plane: ImagePlane, threshold: float = 1e-3) -> dict[str, 
         "top": direction_label(-plane.column_direction, threshold),
         "bottom": direction_label(plane.column_direction, threshold),
     }
+
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "H": "F", "F": "H"}
+
+
+def opposite_direction(label: str) -> str:
+    """'R' -> 'L', 'AH' -> 'PF'; letters it does not know are kept."""
+    return "".join(_OPPOSITE.get(c, c) for c in label)
+
+
+def patient_orientation(ds: Any) -> tuple[str, str] | None:
+    """Patient Orientation (0020,0020): the directions of the rows and of the columns, e.g. ('L', 'F'),
+    which projection images (CR, DX, MG) carry instead of Image Orientation (Patient)."""
+    value = ds.get("PatientOrientation")
+    if value is None or isinstance(value, str | bytes):
+        return None
+    parts = [str(v).strip().upper() for v in value]
+    if len(parts) != 2 or not all(parts) or not all(set(p) <= set(_OPPOSITE) for p in parts):
+        return None
+    return parts[0], parts[1]

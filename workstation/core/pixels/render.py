@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workstation.core.dicom.geometry import patient_orientation
+
 from .image import ImageSource
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
 
@@ -23,6 +25,7 @@ class FrameRenderer:
         self.frame = frame
         self.number_of_frames = source.number_of_frames
         self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
+        self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
         self.is_color = source.is_color
         self.invert = source.invert
         self._rgb: np.ndarray | None = None

@@ -163,8 +163,9 @@ class ViewportWidget(QWidget):
         if self.image is None:
             return None
         plane = self.renderer.plane if self.renderer is not None else None
+        orientation = self.renderer.patient_orientation if self.renderer is not None else None
         return ViewTransform.build(self.image.width(), self.image.height(), (self.width(), self.height()),
-                                   self.view_state, plane=plane)
+                                   self.view_state, plane=plane, patient_orientation=orientation)
 
     def image_rect(self) -> QRectF:
         """The image's bounding box on screen."""
