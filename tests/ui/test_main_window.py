@@ -125,9 +125,16 @@ def test_search_bar_filters_and_double_click_opens(qtbot, window, samples):
         qtbot.mouseDClick(browser.table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     display_set = shown.args[0]
     assert display_set.study.PatientID == "PLASTIC"
-    # The study's first series with images: the localizer (series 100) or the axial stack (202).
-    assert display_set.series.SeriesNumber in (100, 202)
-    assert len(display_set) == {100: 1, 202: 140}[display_set.series.SeriesNumber]
+    # The study opens on its stack (series 202, 140 images), not on its one-image localizer (100).
+    assert display_set.series.SeriesNumber == 202 and len(display_set) == 140
+
+    # With a series selected, Open opens that series.
+    qtbot.waitUntil(lambda: browser.series_table.rowCount() == 2, timeout=10000)
+    row = next(r for r in range(2) if browser.series_table.item(r, 1).text() == "100")
+    browser.series_table.selectRow(row)
+    with qtbot.waitSignal(window.display_set_shown, timeout=10000) as shown:
+        browser.open_button.click()
+    assert shown.args[0].series.SeriesNumber == 100 and len(shown.args[0]) == 1
 
 
 def test_vtk_is_not_imported_by_the_window(window):

@@ -35,11 +35,14 @@ def read_display_set(cache: Cache, series_uid: str) -> DisplaySet:
 
 
 def first_to_show(series: list[Series], wanted: str | None = None) -> str | None:
-    """The series to open: the wanted one when it has images here, else the first that has."""
+    """The series to open: the wanted one when it has images here, else the one with most images
+    (a study's stack rather than its one-image scout; hanging protocols will choose better)."""
     local = [s for s in series if s.NumberOfSeriesRelatedInstances]
     if wanted is not None:
         local = [s for s in local if s.SeriesInstanceUID == wanted]
-    return local[0].SeriesInstanceUID if local else None
+    if not local:
+        return None
+    return max(local, key=lambda s: s.NumberOfSeriesRelatedInstances).SeriesInstanceUID   # first of equals
 
 
 class SeriesFeed:

@@ -277,8 +277,13 @@ class BrowserWidget(QWidget):
         self.pin_button.setText("Unpin" if study is not None and study.pinned else "Pin")
 
     def open_selected(self) -> None:
+        """Open the selected series, else the study (its largest series, not its scout)."""
         study = self.current_study()
         if study is None:
+            return
+        selected = self.series_table.selected_series()
+        if selected is not None:
+            self._on_series_activated(*selected)
             return
         node = self.current_node()
         if node is None or self.current_where() == "both":

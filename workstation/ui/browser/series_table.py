@@ -177,6 +177,12 @@ class SeriesTableWidget(QTableWidget):
             item.setText("")
             item.setIcon(QIcon(pixmap))
 
+    def selected_series(self) -> tuple[str, int] | None:
+        """(SeriesInstanceUID, its instances in the cache) of the selected row, if one is selected."""
+        rows = self.selectionModel().selectedRows() if self.selectionModel() is not None else []
+        item = self.item(rows[0].row(), 0) if rows else None
+        return (item.data(SERIES_ROLE), item.data(LOCAL_ROLE)) if item is not None else None
+
     def thumbnail_count(self) -> int:
         return sum(1 for row in range(self.rowCount())
                    if self.item(row, 0) is not None and not self.item(row, 0).icon().isNull())
