@@ -173,6 +173,8 @@ def test_cancel_a_retrieval_then_retry_fetches_the_rest(qtbot, make_window, orth
     assert transfer.state == CANCELLED
     assert 5 <= transfer.report.completed < 141
     assert transfer.status_text().startswith("cancelled after")
+    assert transfer.done == transfer.report.completed and transfer.bytes > 0   # not "25 / 140 (0 B)"
+    assert "(0 B)" not in win.transfers.widgets(transfer)[0].text()
     qtbot.waitUntil(lambda: where(browser, study.StudyInstanceUID).startswith("both ("), timeout=10000)
     assert win.network.cache.verify().ok
 

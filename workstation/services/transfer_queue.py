@@ -125,7 +125,11 @@ class Transfer(QObject):
             self.state = RUNNING
             self._sample()
         elif what == "report" and item[1] is not None:
-            self.report = item[1]
+            self.report = report = item[1]   # what a cancelled transfer had done by then
+            if isinstance(report, RetrieveReport):
+                self.done, self.bytes = max(self.done, report.completed), max(self.bytes, report.bytes or 0)
+            elif isinstance(report, SendReport):
+                self.done, self.bytes = max(self.done, report.sent), max(self.bytes, report.bytes or 0)
         self.changed.emit()
 
     def _sample(self) -> None:

@@ -84,6 +84,7 @@ class TransfersWidget(QWidget):
         self.table.setCellWidget(row, 5, buttons)
         transfer.changed.connect(lambda t=transfer: self.refresh(t))
         self.refresh(transfer)
+        self.table.scrollToTop()   # the new row, newest first, is in sight
 
     def widgets(self, transfer: Transfer) -> tuple[QProgressBar, QPushButton, QPushButton]:
         row = self.rows[transfer]
@@ -98,7 +99,7 @@ class TransfersWidget(QWidget):
         if transfer.total:
             bar.setRange(0, transfer.total)
             bar.setValue(transfer.done)
-            bar.setFormat(f"%v / %m  ({format_bytes(transfer.bytes)})")
+            bar.setFormat(f"%v / %m  ({format_bytes(transfer.bytes)})" if transfer.bytes > 0 else "%v / %m")
         elif transfer.state == DONE:
             bar.setRange(0, 1)
             bar.setValue(1)
