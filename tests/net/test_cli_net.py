@@ -385,8 +385,10 @@ def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_star
 
     home = tmp_path / "h"
     first = _Listening(home, free_port())
-    push = subprocess.Popen(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(first.port), "+sd",
-                             str(samples / "dcm_qa_ct/In/GE")], env=peer_env(), stdout=subprocess.DEVNULL,
+    # 170 instances, so the push is still going when the workstation stops (28 could all be committed
+    # before the stop, leaving nothing staged: seen once in a full run)
+    push = subprocess.Popen(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(first.port), "+sd", "+r",
+                             str(samples / "dcm_qa_ct/In")], env=peer_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: any(line.startswith("received") for line in first.out), 30, "the first instance")
