@@ -150,32 +150,26 @@ def bench_quiet(orthanc: OrthancPeer, runs: int) -> tuple[str, ...]:
 def bench_push(work: Path, runs: int) -> tuple[str, ...]:
     push = ["storescu", "-aec", "WORKSTATION", "127.0.0.1", "PORT", "+sd", str(GE)]
 
-    def timed_push(port: int) -> list[float]:
+    def timed_push_to(receiver: list[str], name: str, **popen) -> list[float]:
+        """Start a receiver on a free port, time pushes of the series to it, stop it."""
+        port = free_port()
+        proc = subprocess.Popen([str(port) if c == "PORT" else c for c in receiver],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
         command = [str(port) if c == "PORT" else c for c in push]
-        subprocess.run(command, check=True, env=peer_env(), capture_output=True)  # warm-up
-        return timed(lambda: subprocess.run(command, check=True, env=peer_env(), capture_output=True), runs)
+        try:
+            wait_until(lambda: c_echo("WORKSTATION", port), 20, name, proc)
+            subprocess.run(command, check=True, env=peer_env(), capture_output=True)  # warm-up
+            return timed(lambda: subprocess.run(command, check=True, env=peer_env(), capture_output=True), runs)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=20)
 
-    port = free_port()
-    ours = subprocess.Popen([sys.executable, "-m", "workstation", "--home", str(work / "home"), "listen",
-                             "--port", str(port), "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd=ROOT)
-    try:
-        wait_until(lambda: c_echo("WORKSTATION", port), 20, "workstation listen", ours)
-        ours_times = timed_push(port)
-    finally:
-        ours.send_signal(signal.SIGTERM)
-        ours.wait(timeout=20)
-    port = free_port()
+    ours = timed_push_to([sys.executable, "-m", "workstation", "--home", str(work / "home"), "listen",
+                          "--port", "PORT", "--host", "127.0.0.1"], "workstation listen", cwd=ROOT)
     (work / "storescp").mkdir()
-    theirs = subprocess.Popen(["storescp", "-aet", "WORKSTATION", "-od", str(work / "storescp"), str(port)],
-                              env=peer_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: c_echo("WORKSTATION", port), 20, "storescp", theirs)
-        theirs_times = timed_push(port)
-    finally:
-        theirs.send_signal(signal.SIGTERM)
-        theirs.wait(timeout=20)
-    return row("push to listen", ours_times, "to storescp", theirs_times)
+    theirs = timed_push_to(["storescp", "-aet", "WORKSTATION", "-od", str(work / "storescp"), "PORT"], "storescp",
+                           env=peer_env())
+    return row("push to listen", ours, "to storescp", theirs)
 
 
 def main() -> None:

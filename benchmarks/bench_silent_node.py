@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,28 +25,7 @@ from _util import ROOT, median, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
-from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, running  # noqa: E402
-
-
-def silent_listener() -> tuple[socket.socket, threading.Event]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    stop = threading.Event()
-    accepted = []
-
-    def serve() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-        for conn in accepted:
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return listener, stop
+from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, running, silent_peer  # noqa: E402
 
 
 def ticking(app, until, seconds: float) -> float:
@@ -80,9 +57,9 @@ def main() -> None:
 
     app = QApplication.instance() or QApplication([])
     logging.disable(logging.ERROR)  # the silent node's search fails by design: no traceback per run
-    listener, stop = silent_listener()
-    silent = Node("silent", "SILENT", "127.0.0.1", listener.getsockname()[1], connect_timeout=1, network_timeout=3)
-    with tempfile.TemporaryDirectory() as tmp, running(OrthancPeer(Path(tmp) / "orthanc")) as orthanc:
+    with silent_peer() as silent_port, tempfile.TemporaryDirectory() as tmp, \
+            running(OrthancPeer(Path(tmp) / "orthanc")) as orthanc:
+        silent = Node("silent", "SILENT", "127.0.0.1", silent_port, connect_timeout=1, network_timeout=3)
         pacs = Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=10)
         save_settings(Path(tmp), Settings(ae_title=WORKSTATION_AET, port=free_port(), nodes=[silent, pacs]))
         window, services = build(Path(tmp))
@@ -106,8 +83,6 @@ def main() -> None:
         finally:
             window.close()
             shutdown(services)
-            stop.set()
-            listener.close()
     ms = lambda values: f"{median(values) * 1000:.3g} ms"  # noqa: E731
     rows = [
         ("search() returns, silent node", ms(hand_off["silent"]), "answering Orthanc", ms(hand_off["pacs"]),

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -291,6 +292,35 @@ SupportsTrim = true
 
     def stored_images(self) -> list[Path]:
         return sorted(self.database.glob("HG_*.dcm"))
+
+
+@contextlib.contextmanager
+def silent_peer():
+    """A port that accepts TCP connections and never says a word (a node that hangs); yields the port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        listener.close()
 
 
 def loadable_samples(samples: Path, folders: list[str]) -> list[Path]:

@@ -7,12 +7,11 @@ first: our Storage SCP on the port Orthanc knows for WORKSTATION, and the node(s
 from __future__ import annotations
 
 import socket
-import threading
 
 import pytest
 from PySide6.QtCore import QTimer
 
-from tests.peers import WORKSTATION_AET, free_port
+from tests.peers import WORKSTATION_AET, free_port, silent_peer
 from workstation.app import build, shutdown
 from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
@@ -208,28 +207,8 @@ def test_a_closed_port_gives_a_worded_error(qtbot, make_window):
 @pytest.fixture
 def silent_node():
     """A node that accepts the TCP connection and never says a word."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    accepted = []
-    stop = threading.Event()
-
-    def serve():
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield Node("silent", "SILENT", "127.0.0.1", listener.getsockname()[1], connect_timeout=1, network_timeout=3)
-    stop.set()
-    thread.join(5)
-    for conn in accepted:
-        conn.close()
-    listener.close()
+    with silent_peer() as port:
+        yield Node("silent", "SILENT", "127.0.0.1", port, connect_timeout=1, network_timeout=3)
 
 
 def test_a_node_that_never_answers_does_not_freeze_the_window(qtbot, make_window, silent_node):

@@ -63,6 +63,11 @@ class FrameRenderer:
         self.voi_luts = [] if self.file_windows else source.voi_lut_sequence(frame)
         self.default_window = self.file_windows[0] if self.file_windows else full_range_window(vmin, vmax)
 
+    @property
+    def windowed(self) -> bool:
+        """True when a window shapes the picture: not for colour, nor for a frame shown through its VOI LUT."""
+        return not self.is_color and not self.voi_luts   # voi_luts is empty when the file has windows
+
     def render(self, window: Window | None = None) -> np.ndarray:
         """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI."""
         if self._rgb is not None:

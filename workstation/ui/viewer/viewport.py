@@ -133,16 +133,14 @@ class ViewportWidget(QWidget):
         """The window on screen: the user's, else the series' own; None for a VOI LUT or colour frame."""
         if self.window is not None:
             return self.window
-        if self.renderer is None or self.renderer.is_color:
+        if self.renderer is None or not self.renderer.windowed:
             return None
-        if self.renderer.voi_luts and not self.renderer.file_windows:
-            return None   # a frame with a VOI LUT and no window is shown through its LUT
         return self.series_window or self.renderer.default_window
 
     def _show(self, renderer: FrameRenderer, index: int) -> None:
         # A series keeps one window while scrolling (MR files often carry a window per image): the
         # first image's, until the user chooses another.
-        if self.series_window is None and not renderer.is_color and not (renderer.voi_luts and not renderer.file_windows):
+        if self.series_window is None and renderer.windowed:
             self.series_window = renderer.default_window
         self.renderer = renderer
         self.shown_index = index
