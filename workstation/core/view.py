@@ -49,9 +49,6 @@ class ViewState:
     def panned(self, dx: float, dy: float) -> ViewState:
         return replace(self, pan=(self.pan[0] + dx, self.pan[1] + dy))
 
-    def fitted(self) -> ViewState:
-        return replace(self, zoom=1.0, pan=(0.0, 0.0))
-
 
 @dataclass(frozen=True)
 class ViewTransform:

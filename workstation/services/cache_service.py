@@ -8,7 +8,6 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
-from workstation.core.loading import read_display_set
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
 from workstation.services.jobs import Job, JobRunner
@@ -39,10 +38,6 @@ class CacheService(QObject):
 
     def series(self, study_uid: str) -> Job:
         return self.runner.submit("list series", lambda progress, cancel: self.cache.series(study_uid))
-
-    def display_set(self, series_uid: str) -> Job:
-        """The frames of a series, with its study, for the viewer."""
-        return self.runner.submit("open series", lambda progress, cancel: read_display_set(self.cache, series_uid))
 
     def import_paths(self, paths: list[str | Path]) -> Job:
         def work(progress, cancel):
