@@ -1,9 +1,12 @@
 """Decodes frames for the viewer on a worker, newest request first, with an LRU of results.
 
 Scrolling fast through a stack queues many requests; only the newest one per viewport is
-decoded, the others are dropped before they start. Viewports are known by an id from
-`register()`; a closed viewport calls `forget(id)` and its pending requests come to nothing. A decoded frame keeps its modality values
-in a `FrameRenderer`, so window/level on the GUI thread only re-runs the VOI lookup.
+decoded, the others are dropped before they start. Each viewport also prefetches its display set
+in the background (a newer prefetch of the same viewport replaces the older). Viewports are known
+by an id from `register()`; a closed viewport calls `forget(id)` and its pending requests come to
+nothing. Answers name the frame they are for (`FrameRef`), so a viewport takes only the one it is
+on. A decoded frame keeps its modality values in a `FrameRenderer`, so window/level on the GUI
+thread only re-runs the VOI lookup.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from workstation.core.pixels.render import FrameRenderer
 class _FrameCache:
     """A thread-safe LRU of decoded frames and of open sources (header read once per file)."""
 
-    def __init__(self, frames: int = 96, sources: int = 32) -> None:
+    def __init__(self, frames: int = 96, sources: int = 32, keywords: tuple[str, ...] = ()) -> None:
+        self.keywords = keywords
         self._lock = threading.Lock()
         self._frames: OrderedDict[tuple[str, int], FrameRenderer] = OrderedDict()
         self._sources: OrderedDict[str, ImageSource] = OrderedDict()
@@ -51,7 +55,7 @@ class _FrameCache:
                 self._sources[ref.path] = source
                 while len(self._sources) > self.max_sources:
                     self._sources.popitem(last=False)
-        renderer = FrameRenderer(source, ref.frame)
+        renderer = FrameRenderer(source, ref.frame, self.keywords)
         with self._lock:
             self._frames[(ref.path, ref.frame)] = renderer
             while len(self._frames) > self.max_frames:
@@ -60,47 +64,58 @@ class _FrameCache:
 
 
 class FrameService(QObject):
-    """frame_loaded(viewport_id, index, renderer) or frame_failed(viewport_id, index, reason)."""
+    """frame_loaded(viewport_id, ref, renderer) or frame_failed(viewport_id, ref, reason)."""
 
-    frame_loaded = Signal(int, int, object)
-    frame_failed = Signal(int, int, str)
+    frame_loaded = Signal(int, object, object)
+    frame_failed = Signal(int, object, str)
     _wake = Signal()
 
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, keywords: tuple[str, ...] | frozenset[str] = ()) -> None:
         super().__init__()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake.connect(self._deliver)
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
-        self.cache = _FrameCache()
+        self.cache = _FrameCache(keywords=tuple(sorted(keywords)))
         self._prefetching: set[tuple[str, int]] = set()
-        self._latest: dict[int, int] = {}   # viewport id -> generation of its newest request
+        self._latest: dict[int, int] = {}      # viewport id -> generation of its newest request
+        self._prefetch: dict[int, int] = {}    # viewport id -> generation of its newest prefetch
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._generation = 0
 
     def register(self) -> int:
         """A new viewport's id, for its requests and for `forget` when it closes."""
-        return next(self._ids)
+        viewport_id = next(self._ids)
+        with self._lock:
+            self._latest[viewport_id] = 0
+        return viewport_id
 
     def forget(self, viewport_id: int) -> None:
         """The viewport closed: its pending requests are dropped and nothing more is kept for it."""
         with self._lock:
             self._latest.pop(viewport_id, None)
+            self._prefetch.pop(viewport_id, None)
 
     def cached(self, ref: FrameRef) -> FrameRenderer | None:
         return self.cache.get(ref)
 
-    def request(self, viewport_id: int, index: int, ref: FrameRef) -> None:
+    def request(self, viewport_id: int, ref: FrameRef) -> None:
         """Ask for a frame; an older pending request of the same viewport is dropped."""
         with self._lock:
             self._generation += 1
             generation = self._generation
             self._latest[viewport_id] = generation
-        self.pool.start(_DecodeTask(self, viewport_id, index, ref, generation))
+        self.pool.start(_DecodeTask(self, viewport_id, ref, generation))
 
-    def prefetch(self, refs: list[FrameRef]) -> None:
-        """Decode neighbours in the background so scrolling finds them ready."""
+    def prefetch(self, refs: list[FrameRef], viewport_id: int | None = None) -> None:
+        """Decode frames in the background so scrolling finds them ready; with a viewport id, a newer
+        prefetch of that viewport drops what is left of this one."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            if viewport_id is not None:
+                self._prefetch[viewport_id] = generation
         for ref in refs:
             key = (ref.path, ref.frame)
             with self._lock:
@@ -108,13 +123,19 @@ class FrameService(QObject):
                     continue
                 self._prefetching.add(key)
             if self.cache.get(ref) is None:
-                self.pool.start(_PrefetchTask(self, ref), priority=-1)
+                self.pool.start(_PrefetchTask(self, ref, viewport_id, generation), priority=-1)
             else:
                 self.prefetched(ref)
 
     def prefetched(self, ref: FrameRef) -> None:
         with self._lock:
             self._prefetching.discard((ref.path, ref.frame))
+
+    def prefetch_wanted(self, viewport_id: int | None, generation: int) -> bool:
+        if viewport_id is None:
+            return True
+        with self._lock:
+            return self._prefetch.get(viewport_id) == generation
 
     def post(self, signal_name: str, *args) -> None:
         """From a worker: queue an outcome for the GUI thread (no Python object rides a queued signal)."""
@@ -137,7 +158,7 @@ class FrameService(QObject):
             return self._latest.get(viewport_id) == generation
 
     def viewports(self) -> int:
-        """How many viewports have requests on record (closed ones are forgotten)."""
+        """How many viewports are registered (closed ones are forgotten)."""
         with self._lock:
             return len(self._latest)
 
@@ -147,9 +168,9 @@ class FrameService(QObject):
 
 
 class _DecodeTask(QRunnable):
-    def __init__(self, service: FrameService, viewport: int, index: int, ref: FrameRef, generation: int) -> None:
+    def __init__(self, service: FrameService, viewport: int, ref: FrameRef, generation: int) -> None:
         super().__init__()
-        self.service, self.viewport, self.index, self.ref, self.generation = service, viewport, index, ref, generation
+        self.service, self.viewport, self.ref, self.generation = service, viewport, ref, generation
 
     def run(self) -> None:
         if not self.service.is_current(self.viewport, self.generation):
@@ -157,21 +178,22 @@ class _DecodeTask(QRunnable):
         try:
             renderer = self.service.cache.load(self.ref)
         except PixelDataError as exc:
-            self.service.post("frame_failed", self.viewport, self.index, str(exc))
+            self.service.post("frame_failed", self.viewport, self.ref, str(exc))
         except Exception as exc:
-            self.service.post("frame_failed", self.viewport, self.index, f"cannot show this image: {exc}")
+            self.service.post("frame_failed", self.viewport, self.ref, f"cannot show this image: {exc}")
         else:
-            self.service.post("frame_loaded", self.viewport, self.index, renderer)
+            self.service.post("frame_loaded", self.viewport, self.ref, renderer)
 
 
 class _PrefetchTask(QRunnable):
-    def __init__(self, service: FrameService, ref: FrameRef) -> None:
+    def __init__(self, service: FrameService, ref: FrameRef, viewport: int | None, generation: int) -> None:
         super().__init__()
-        self.service, self.ref = service, ref
+        self.service, self.ref, self.viewport, self.generation = service, ref, viewport, generation
 
     def run(self) -> None:
         try:
-            self.service.cache.load(self.ref)
+            if self.service.prefetch_wanted(self.viewport, self.generation):
+                self.service.cache.load(self.ref)
         except Exception:
             pass  # the viewer reports the error when the user reaches that frame
         finally:

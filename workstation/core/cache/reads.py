@@ -12,6 +12,7 @@ from workstation.core.cache.reports import CacheError
 from workstation.core.cache.schema import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS
 from workstation.core.dicom.slices import SliceRecord
 from workstation.core.model.records import Instance, Patient, Series, Study
+from workstation.core.pixels.errors import VolumeError
 from workstation.core.pixels.slice_reader import SliceHeader, read_slice_record
 
 _ANY = q.QueryFilter()
@@ -114,7 +115,16 @@ class Reads(CacheCore):
         return [self._instance(r) for r in rows]
 
     def volume_slices(self, series_uid: str) -> list[SliceHeader]:
-        """The slices of one series as `assemble_volume_from_headers` needs them, from the index alone.
+        """The slices of one series as `assemble_volume_from_headers` needs them, from the index alone."""
+        return [SliceHeader(path, record, size) for path, _, record, size in self._records(series_uid)]
+
+    def instance_records(self, series_uid: str) -> list[tuple[Instance, SliceRecord]]:
+        """The instances of one series with their slice records (what display sets are built from), by
+        InstanceNumber; an instance whose file cannot be read is left out."""
+        return [(instance, record) for _, instance, record, _ in self._records(series_uid, skip_unreadable=True)]
+
+    def _records(self, series_uid: str, skip_unreadable: bool = False) -> list[tuple[Path, Instance, SliceRecord, int]]:
+        """Each instance's file, row, slice record and the file size the record was made at.
 
         Rows without a record of the current version (indexed by an older version, or rewritten on
         import) are read from their files once and their record is stored, so the next open reads
@@ -122,26 +132,31 @@ class Reads(CacheCore):
         """
         with self._lock:
             rows = self._db().execute(
-                "SELECT SOPInstanceUID, path, size_bytes, geometry FROM instances WHERE SeriesInstanceUID = ? "
+                f"SELECT {INSTANCE_FIELDS}, geometry FROM instances WHERE SeriesInstanceUID = ? "
                 "ORDER BY InstanceNumber IS NULL, InstanceNumber, SOPInstanceUID",
                 (series_uid,),
             ).fetchall()
-        headers = []
+        found = []
         backfill = []
-        for sop, relpath, size, geometry in rows:
-            path = self._abs(relpath)
-            record = SliceRecord.from_json(geometry)
+        for row in rows:
+            instance = self._instance(row)
+            path = Path(instance.path)
+            record = SliceRecord.from_json(row["geometry"])
+            size = row["size_bytes"]
             if record is None:
-                record, found = read_slice_record(path)
-                if found == size:
-                    backfill.append((record.to_json(), sop))
-                headers.append(SliceHeader(path, record, found))
-            else:
-                headers.append(SliceHeader(path, record, size))
+                try:
+                    record, size = read_slice_record(path)
+                except VolumeError:
+                    if skip_unreadable:
+                        continue
+                    raise
+                if size == row["size_bytes"]:
+                    backfill.append((record.to_json(), instance.SOPInstanceUID))
+            found.append((path, instance, record, size))
         if backfill:
             with self._write() as conn:
                 conn.executemany("UPDATE instances SET geometry = ? WHERE SOPInstanceUID = ?", backfill)
-        return headers
+        return found
 
     def instance_path(self, sop_uid: str) -> Path | None:
         with self._lock:

@@ -32,3 +32,31 @@ def native_size_formula(rows: int, columns: int, samples: int, bits_allocated: i
 def padded(length: int) -> int:
     """A value's length on file: elements have even lengths."""
     return length + (length & 1)
+
+
+def frame_rate(ds) -> float | None:
+    """Frames per second a multi-frame object is meant to be played at, from Frame Time (ms per frame),
+    Frame Time Vector, Cine Rate or Recommended Display Frame Rate (PS3.3 C.7.6.5), else None.
+    `ds` answers `get(keyword)` (a Dataset or a `Values`)."""
+    def number(keyword: str) -> float | None:
+        value = ds.get(keyword)
+        if isinstance(value, list | tuple) or hasattr(value, "__iter__") and not isinstance(value, str | bytes):
+            value = list(value)
+            value = value[0] if len(value) == 1 else None
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+        return value if value > 0 else None
+
+    frame_time = number("FrameTime")
+    if frame_time:
+        return 1000.0 / frame_time
+    vector = ds.get("FrameTimeVector")
+    try:
+        times = [float(v) for v in vector][1:] if vector is not None and not isinstance(vector, str | bytes) else []
+    except (TypeError, ValueError):
+        times = []
+    if times and all(t > 0 for t in times):
+        return 1000.0 * len(times) / sum(times)
+    return number("CineRate") or number("RecommendedDisplayFrameRate")

@@ -1,8 +1,9 @@
-"""The slice record: what volume assembly needs of one single-frame image, read from its header once.
+"""The slice record: what volume assembly and the viewer's display sets need of one image object,
+read from its header once.
 
 The cache stores it as JSON beside each instance's index row, so opening a cached series as a
-volume parses no header. The JSON carries a version; a record of another version reads as None
-and the caller reads the file's header again (and may store the new record).
+volume or as display sets parses no header. The JSON carries a version; a record of another
+version reads as None and the caller reads the file's header again (and may store the new record).
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from dataclasses import dataclass, fields
 
 from pydicom.dataset import Dataset
 
+from workstation.core.dicom.frames import frame_rate
 from workstation.core.dicom.geometry import ImagePlane, frame_attribute, pixel_spacing, plane_from_dataset
 from workstation.core.dicom.header import native_pixel_location
-from workstation.core.dicom.values import Values, header_value, uid
+from workstation.core.dicom.values import Values, header_value, text, uid
 
-VERSION = 2
-"""1 was an unversioned dict with two-letter keys; its rows are read again from their files."""
+VERSION = 3
+"""1 was an unversioned dict with two-letter keys; 2 lacked what display sets split and hang on.
+Rows with an older record are read again from their files."""
 
 _MODALITY_LUT_SEQUENCE = 0x00283000
 
@@ -49,6 +52,20 @@ class SliceRecord:
     """ImageType says LOCALIZER: left out of a volume built with other slices."""
     pixel_offset: int | None
     pixel_length: int
+    AcquisitionNumber: int | None = None
+    EchoNumbers: int | None = None
+    """The first echo number (several: a multi-echo image, rare)."""
+    TemporalPositionIdentifier: int | None = None
+    SliceThickness: float | None = None
+    FrameOfReferenceUID: str = ""
+    ImageType: tuple[str, ...] = ()
+    ImageLaterality: str = ""
+    """ImageLaterality, else the series' Laterality (mammography hangs on it)."""
+    ViewPosition: str = ""
+    frame_rate: float | None = None
+    """Frames per second a multi-frame object asks to be played at (Frame Time, Cine Rate, ...)."""
+    frames: tuple[FramePlacement, ...] | None = None
+    """Per-frame positions of an enhanced multi-frame object (functional groups); None otherwise."""
 
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax: str = "") -> SliceRecord:
@@ -63,19 +80,21 @@ class SliceRecord:
         image_type = header_value(ds, "ImageType") or []
         image_type = [image_type] if isinstance(image_type, str) else list(image_type)
         offset, length = native_pixel_location(ds, transfer_syntax)
+        frames = max(1, _number(ds, "NumberOfFrames", 1))
+        orientation = _floats(iop if iop is not None else header_value(ds, "ImageOrientationPatient"))
         return cls(
             SOPInstanceUID=uid(ds, "SOPInstanceUID"),
             Rows=_integer(header_value(ds, "Rows")),
             Columns=_integer(header_value(ds, "Columns")),
             ImagePositionPatient=_floats(ipp if ipp is not None else header_value(ds, "ImagePositionPatient")),
-            ImageOrientationPatient=_floats(iop if iop is not None else header_value(ds, "ImageOrientationPatient")),
+            ImageOrientationPatient=orientation,
             PixelSpacing=tuple(spacing) if spacing else None,
             BitsAllocated=bits,
             BitsStored=_number(ds, "BitsStored", bits),
             PixelRepresentation=_number(ds, "PixelRepresentation", 0),
             SamplesPerPixel=_number(ds, "SamplesPerPixel", 1),
             PhotometricInterpretation=str(header_value(ds, "PhotometricInterpretation") or "").strip().upper(),
-            NumberOfFrames=max(1, _number(ds, "NumberOfFrames", 1)),
+            NumberOfFrames=frames,
             RescaleSlope=float(_number(ds, "RescaleSlope", 1.0, float)) or 1.0,
             RescaleIntercept=float(_number(ds, "RescaleIntercept", 0.0, float)),
             GantryDetectorTilt=_number(ds, "GantryDetectorTilt", None, float) or None,
@@ -83,12 +102,24 @@ class SliceRecord:
             is_localizer="LOCALIZER" in (str(v).upper() for v in image_type),
             pixel_offset=offset,
             pixel_length=length,
+            AcquisitionNumber=_number(ds, "AcquisitionNumber", None),
+            EchoNumbers=_number(ds, "EchoNumbers", None),
+            TemporalPositionIdentifier=_number(ds, "TemporalPositionIdentifier", None),
+            SliceThickness=_positive(_number(ds, "SliceThickness", None, float)),
+            FrameOfReferenceUID=uid(ds, "FrameOfReferenceUID"),
+            ImageType=tuple(str(v).strip().upper() for v in image_type),
+            ImageLaterality=(text(ds, "ImageLaterality") or text(ds, "Laterality")).upper(),
+            ViewPosition=text(ds, "ViewPosition").upper(),
+            frame_rate=frame_rate(values) if frames > 1 else None,
+            frames=_placements(values, frames, orientation),
         )
 
     def to_json(self) -> str:
         document = {"version": VERSION}
         for name in _FIELD_NAMES:
             document[name] = getattr(self, name)
+        if self.frames is not None:
+            document["frames"] = [f.to_json() for f in self.frames]
         return json.dumps(document, separators=(",", ":"))
 
     @classmethod
@@ -106,30 +137,98 @@ class SliceRecord:
             values = {name: raw[name] for name in _FIELD_NAMES}
         except KeyError:
             return None
-        for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+        for name in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "ImageType"):
             if values[name] is not None:
                 values[name] = tuple(values[name])
+        if values["frames"] is not None:
+            try:
+                values["frames"] = tuple(FramePlacement.from_json(item) for item in values["frames"])
+            except (TypeError, ValueError, IndexError):
+                return None
         return cls(**values)
 
     @property
     def is_monochrome(self) -> bool:
         return self.SamplesPerPixel == 1 and self.PhotometricInterpretation in ("MONOCHROME1", "MONOCHROME2", "")
 
-    def plane(self) -> ImagePlane | None:
-        """The slice's image plane, by the same geometry code as a header's; None without IPP/IOP."""
+    @property
+    def is_image(self) -> bool:
+        """Whether there are pixels to show (SR, KOS and other documents have none)."""
+        return bool(self.Rows and self.Columns and self.BitsAllocated)
+
+    def plane(self, frame: int = 0) -> ImagePlane | None:
+        """A frame's image plane, by the same geometry code as a header's; None without IPP/IOP."""
+        if self.frames is not None and 0 <= frame < len(self.frames):
+            placed = self.frames[frame]
+            return plane_from_dataset(_RecordValues(self, placed.ImagePositionPatient,
+                                                    placed.ImageOrientationPatient or self.ImageOrientationPatient), 0)
         return plane_from_dataset(_RecordValues(self), 0)
+
+
+@dataclass(frozen=True)
+class FramePlacement:
+    """Where one frame of an enhanced multi-frame object lies, and which stack and time point it is
+    (Plane Position, Plane Orientation and Frame Content functional groups, PS3.3 C.7.6.16)."""
+
+    ImagePositionPatient: tuple[float, ...] | None
+    ImageOrientationPatient: tuple[float, ...] | None
+    """None when the orientation is shared by all frames (the record's own)."""
+    StackID: str = ""
+    InStackPositionNumber: int | None = None
+    TemporalPositionIndex: int | None = None
+
+    def to_json(self) -> list:
+        return [self.ImagePositionPatient, self.ImageOrientationPatient, self.StackID,
+                self.InStackPositionNumber, self.TemporalPositionIndex]
+
+    @classmethod
+    def from_json(cls, item: list) -> FramePlacement:
+        ipp, iop, stack, in_stack, temporal = item
+        return cls(tuple(ipp) if ipp is not None else None, tuple(iop) if iop is not None else None,
+                   str(stack or ""), in_stack, temporal)
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(SliceRecord))
 
 
+def _placements(values: Values, frames: int, orientation: tuple[float, ...] | None) -> tuple[FramePlacement, ...] | None:
+    """Each frame's placement when the object keeps per-frame positions in its functional groups;
+    a frame's orientation is kept only where it differs from `orientation` (the first frame's)."""
+    per_frame = values.get("PerFrameFunctionalGroupsSequence")
+    if frames < 2 or not per_frame or len(per_frame) < frames:
+        return None
+    out = []
+    for index in range(frames):
+        item = per_frame[index]
+        ipp = _floats(_first_item(item, "PlanePositionSequence", "ImagePositionPatient"))
+        iop = _floats(_first_item(item, "PlaneOrientationSequence", "ImageOrientationPatient"))
+        if iop == orientation:
+            iop = None
+        out.append(FramePlacement(
+            ipp, iop,
+            str(_first_item(item, "FrameContentSequence", "StackID") or "").strip(),
+            _integer(_first_item(item, "FrameContentSequence", "InStackPositionNumber")),
+            _integer(_first_item(item, "FrameContentSequence", "TemporalPositionIndex")),
+        ))
+    if all(p.ImagePositionPatient is None for p in out):
+        return None
+    return tuple(out)
+
+
+def _first_item(item, sequence: str, keyword: str):
+    seq = item.get(sequence)
+    if not seq:
+        return None
+    return seq[0].get(keyword)
+
+
 class _RecordValues:
     """A Dataset stand-in over a record, for `plane_from_dataset`."""
 
-    def __init__(self, record: SliceRecord) -> None:
+    def __init__(self, record: SliceRecord, position=None, orientation=None) -> None:
         self._values = {
-            "ImagePositionPatient": record.ImagePositionPatient,
-            "ImageOrientationPatient": record.ImageOrientationPatient,
+            "ImagePositionPatient": position or record.ImagePositionPatient,
+            "ImageOrientationPatient": orientation or record.ImageOrientationPatient,
             "PixelSpacing": record.PixelSpacing,
         }
         self.Rows = record.Rows
@@ -148,6 +247,10 @@ def _number(ds: Dataset, keyword: str, default, kind: type = int):
         return kind(value) if value not in (None, "") else default
     except (TypeError, ValueError):
         return default
+
+
+def _positive(value: float | None) -> float | None:
+    return value if value is not None and value > 0 else None
 
 
 def _integer(value) -> int | None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Iterable
+
 from workstation.core.dicom.geometry import patient_orientation
+from workstation.core.dicom.values import header_value
 
 from .image import ImageSource
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
@@ -20,10 +23,12 @@ MAX_TABLE = 1 << 16
 class FrameRenderer:
     """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step."""
 
-    def __init__(self, source: ImageSource, frame: int = 0) -> None:
+    def __init__(self, source: ImageSource, frame: int = 0, keywords: Iterable[str] = ()) -> None:
         self.source = source
         self.frame = frame
         self.number_of_frames = source.number_of_frames
+        self.shape = (source.rows, source.columns)
+        self.attributes = header_attributes(source.dataset, keywords)   # what corner texts ask of the header
         self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
         self.is_color = source.is_color
@@ -88,6 +93,11 @@ class FrameRenderer:
             return np.take(table, self._index)
         out = lut.to_uint8(self._values)
         return 255 - out if self.invert else out
+
+
+def header_attributes(ds, keywords: Iterable[str]) -> dict[str, object]:
+    """The values of these keywords in a header (None where absent), read once on the decoding worker."""
+    return {keyword: header_value(ds, keyword) for keyword in keywords}
 
 
 def render(source: ImageSource, frame: int = 0, window: Window | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QWidget
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.pixels.voi import Window
-from workstation.core.view import ViewState, ViewTransform
+from workstation.core.viewer.view import ViewState, ViewTransform
 from workstation.services.frame_service import FrameService
 from workstation.ui.text import format_date, person_name
 

@@ -7,7 +7,7 @@ import pydicom
 import pytest
 
 from workstation.core.dicom.geometry import ImagePlane, orientation_labels, plane_from_dataset
-from workstation.core.view import ViewState, ViewTransform
+from workstation.core.viewer.view import ViewState, ViewTransform
 
 
 def plane(row_dir, col_dir, spacing=(0.5, 0.5), rows=512, columns=512, position=(-128.0, -100.0, 40.0)):

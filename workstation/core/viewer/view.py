@@ -31,6 +31,8 @@ class ViewState:
     flip_horizontal: bool = False    # mirrored left-right on screen (after rotation)
     flip_vertical: bool = False
     invert: bool = False
+    scale: float | None = None       # widget pixels per image column step; None: fitted x zoom
+    interpolate: bool = True         # smooth when magnified or reduced; off shows the pixels as blocks
 
     def rotated(self, quarter_turns: int) -> ViewState:
         """Turn the picture on screen by quarter turns clockwise (negative: anticlockwise)."""
@@ -44,7 +46,17 @@ class ViewState:
         return replace(self, flip_vertical=not self.flip_vertical)
 
     def zoomed(self, factor: float) -> ViewState:
+        if self.scale is not None:
+            return replace(self, scale=min(64.0, max(1 / 64, self.scale * factor)))
         return replace(self, zoom=min(64.0, max(1 / 64, self.zoom * factor)))
+
+    def at_scale(self, scale: float | None) -> ViewState:
+        """A fixed scale (1.0: one screen pixel per image pixel); None goes back to fitting."""
+        return replace(self, scale=scale, zoom=1.0)
+
+    def reset(self) -> ViewState:
+        """Fitted, centred, upright, unmirrored; inversion and interpolation stay as they are."""
+        return ViewState(invert=self.invert, interpolate=self.interpolate)
 
     def panned(self, dx: float, dy: float) -> ViewState:
         return replace(self, pan=(self.pan[0] + dx, self.pan[1] + dy))
@@ -84,7 +96,10 @@ class ViewTransform:
         width = extent[:, 0].max() - extent[:, 0].min()
         height = extent[:, 1].max() - extent[:, 1].min()
         ww, wh = widget_size
-        scale = min(ww / width, wh / height) * state.zoom if width > 0 and height > 0 else 1.0
+        if state.scale is not None:
+            scale = state.scale
+        else:
+            scale = min(ww / width, wh / height) * state.zoom if width > 0 and height > 0 else 1.0
         linear = linear * scale
         centre_image = np.array([(columns - 1) / 2, (rows - 1) / 2])
         centre_widget = np.array([ww / 2 + state.pan[0], wh / 2 + state.pan[1]])
