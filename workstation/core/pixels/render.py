@@ -6,9 +6,9 @@ so re-windowing costs one small table build plus one ``numpy.take``.
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Iterable
+
+import numpy as np
 
 from workstation.core.dicom.geometry import patient_orientation
 from workstation.core.dicom.values import header_value
