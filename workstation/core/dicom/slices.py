@@ -176,16 +176,18 @@ class FramePlacement:
     StackID: str = ""
     InStackPositionNumber: int | None = None
     TemporalPositionIndex: int | None = None
+    FrameType: tuple[str, ...] = ()
+    """The frame's own Image Type (MR/CT/... Image Frame Type macro), e.g. magnitude or field map."""
 
     def to_json(self) -> list:
         return [self.ImagePositionPatient, self.ImageOrientationPatient, self.StackID,
-                self.InStackPositionNumber, self.TemporalPositionIndex]
+                self.InStackPositionNumber, self.TemporalPositionIndex, list(self.FrameType)]
 
     @classmethod
     def from_json(cls, item: list) -> FramePlacement:
-        ipp, iop, stack, in_stack, temporal = item
+        ipp, iop, stack, in_stack, temporal, frame_type = item
         return cls(tuple(ipp) if ipp is not None else None, tuple(iop) if iop is not None else None,
-                   str(stack or ""), in_stack, temporal)
+                   str(stack or ""), in_stack, temporal, tuple(frame_type))
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(SliceRecord))
@@ -209,10 +211,22 @@ def _placements(values: Values, frames: int, orientation: tuple[float, ...] | No
             str(_first_item(item, "FrameContentSequence", "StackID") or "").strip(),
             _integer(_first_item(item, "FrameContentSequence", "InStackPositionNumber")),
             _integer(_first_item(item, "FrameContentSequence", "TemporalPositionIndex")),
+            _frame_type(item),
         ))
     if all(p.ImagePositionPatient is None for p in out):
         return None
     return tuple(out)
+
+
+def _frame_type(item) -> tuple[str, ...]:
+    """Frame Type from whichever Image Frame Type macro the object uses (MR, CT, X-Ray, PET, ...)."""
+    for element in item:
+        keyword = getattr(element, "keyword", "")
+        if keyword.endswith("FrameTypeSequence") and element.value:
+            value = element.value[0].get("FrameType")
+            if value:
+                return tuple(str(v).strip().upper() for v in ([value] if isinstance(value, str) else value))
+    return ()
 
 
 def _first_item(item, sequence: str, keyword: str):

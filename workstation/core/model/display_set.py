@@ -118,6 +118,7 @@ class _Frame:
     order: int              # instance order (InstanceNumber), then frame
     stack: str = ""
     temporal: int | None = None
+    image_type: tuple[str, ...] = ()
 
 
 def build_display_sets(series: Series, items: Iterable[tuple[Instance, SliceRecord | None]],
@@ -139,7 +140,8 @@ def build_display_sets(series: Series, items: Iterable[tuple[Instance, SliceReco
             placement = record.frames[i] if placed else None
             made.append(_Frame(ref, instance, record, len(frames) + len(made),
                                placement.StackID if placement else "",
-                               placement.TemporalPositionIndex if placement else record.TemporalPositionIdentifier))
+                               placement.TemporalPositionIndex if placement else record.TemporalPositionIdentifier,
+                               (placement.FrameType if placement and placement.FrameType else record.ImageType)))
         if count > 1 and not placed:
             cines.append(made)       # a cine loop (US, XA, NM): its own display set, frames in order
         else:
@@ -235,6 +237,7 @@ def _repeats(group: list[_Frame]) -> bool:
 _SPLITS: tuple[tuple[str, Callable[[_Frame], object]], ...] = (
     ("stack", lambda f: f.stack),
     ("echo", lambda f: f.record.EchoNumbers),
+    ("type", lambda f: f.image_type[2:]),
     ("acquisition", lambda f: f.record.AcquisitionNumber),
     ("instance", lambda f: f.instance.SOPInstanceUID if f.record.NumberOfFrames > 1 else ""),
 )
@@ -242,22 +245,37 @@ _SPLITS: tuple[tuple[str, Callable[[_Frame], object]], ...] = (
 
 def _split_repeated(group: list[_Frame]) -> list[tuple[list[str], list[_Frame]]]:
     """Split a stack whose positions repeat by the first attribute that tells the repeats apart
-    (stack, echo, acquisition, enhanced instance); a stack without repeats stays whole. What still
-    repeats (time points of a dynamic series) stays together in instance order."""
+    (stack, echo, image type such as magnitude and phase, acquisition, enhanced instance); a stack
+    without repeats stays whole. What still repeats (time points of a dynamic series) stays
+    together in instance order."""
     if not _repeats(group):
         return [([], group)]
     for name, key in _SPLITS:
         parts = _split(group, key)
         if len(parts) < 2:
             continue
+        labels = _type_labels(parts) if name == "type" else None
         out = []
         for n, (value, part) in enumerate(parts, start=1):
-            if name == "instance":
+            if labels is not None:
+                label = labels[n - 1]
+            elif name == "instance":
                 number = part[0].instance.InstanceNumber
-                value = number if number is not None else n
-            out.extend((([f"{name} {value}"] + sub_label), sub) for sub_label, sub in _split_repeated(part))
+                label = f"instance {number if number is not None else n}"
+            else:
+                label = f"{name} {value}"
+            out.extend(([label] + sub_label, sub) for sub_label, sub in _split_repeated(part))
         return out
     return [([], group)]
+
+
+def _type_labels(parts: list[tuple[object, list[_Frame]]]) -> list[str]:
+    """Name parts split by image type by the values that differ between them ("m", "field_map")."""
+    types = [part[0].image_type for _, part in parts]
+    width = max(len(t) for t in types)
+    differing = [i for i in range(2, width)
+                 if len({t[i] if i < len(t) else "" for t in types}) > 1]
+    return [" ".join(t[i] for i in differing if i < len(t)).lower() or "other" for t in types]
 
 
 def _ordered(group: list[_Frame]) -> list[_Frame]:

@@ -33,6 +33,9 @@ class FrameRenderer:
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
         self.is_color = source.is_color
         self.invert = source.invert
+        self.unit = modality_unit(source.dataset) if not source.is_color else ""
+        self._first_stored = 0
+        self._stored_values: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self._index: np.ndarray | None = None
         self._inputs: np.ndarray | None = None
@@ -54,10 +57,12 @@ class FrameRenderer:
             index = np.empty(stored.shape, dtype=np.uint16)
             np.subtract(stored, smin, out=index, casting="unsafe")
             self._index = index
+            self._first_stored = smin
             self._inputs = transform.apply_values(np.arange(smin, smax + 1))
             vmin, vmax = float(self._inputs.min()), float(self._inputs.max())
         else:
             self._values = transform.apply(stored).astype(np.float64)
+            self._stored_values = stored
             vmin, vmax = (
                 (float(np.nanmin(self._values)), float(np.nanmax(self._values)))
                 if stored.size
@@ -85,6 +90,31 @@ class FrameRenderer:
             return np.take(table, self._index)
         return window_to_uint8(self._values, window, self.invert)
 
+    def stored_value(self, column: int, row: int):
+        """The stored pixel value (colour: the RGB triple) at a pixel."""
+        if self._rgb is not None:
+            return tuple(int(v) for v in self._rgb[row, column])
+        if self._index is not None:
+            return int(self._index[row, column]) + self._first_stored
+        return self._stored_values[row, column].item()
+
+    def modality_value(self, column: int, row: int) -> float | None:
+        """The modality value (HU for CT) at a pixel; None for colour."""
+        if self._rgb is not None:
+            return None
+        if self._index is not None:
+            return float(self._inputs[self._index[row, column]])
+        return float(self._values[row, column])
+
+    def modality_values(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Modality values (float64) of the whole frame, or of the pixels where `mask` is True (flat)."""
+        if self._rgb is not None:
+            raise ValueError("a colour image has no modality values")
+        if self._index is not None:
+            index = self._index if mask is None else self._index[mask]
+            return self._inputs[index]
+        return self._values if mask is None else self._values[mask]
+
     def _apply_lut(self, lut: VoiLut) -> np.ndarray:
         if self._index is not None:
             table = lut.to_uint8(self._inputs)
@@ -93,6 +123,20 @@ class FrameRenderer:
             return np.take(table, self._index)
         out = lut.to_uint8(self._values)
         return 255 - out if self.invert else out
+
+
+def modality_unit(ds) -> str:
+    """The unit of modality values: Rescale Type where it names one (not US, unspecified), HU for CT,
+    the PET Units, else "" (MR and most others are in arbitrary units)."""
+    rescale_type = str(header_value(ds, "RescaleType") or "").strip().upper()
+    if rescale_type and rescale_type != "US":
+        return rescale_type
+    modality = str(header_value(ds, "Modality") or "").strip().upper()
+    if modality == "CT":
+        return "HU"
+    if modality == "PT":
+        return str(header_value(ds, "Units") or "").strip().upper()
+    return ""
 
 
 def header_attributes(ds, keywords: Iterable[str]) -> dict[str, object]:
