@@ -23,7 +23,7 @@ def test_only_the_newest_request_of_a_viewport_is_decoded(qtbot, service, sample
     refs = [FrameRef(str(p), 0, p.name) for p in files]
     loaded: list[int] = []
     threads: set[str] = set()
-    service.frame_loaded.connect(lambda viewport, index, renderer: loaded.append(index))
+    service.frame_loaded.connect(lambda viewport, ref, renderer: loaded.append(refs.index(ref)))
     original = service.cache.load
 
     def spy(ref):
@@ -32,8 +32,8 @@ def test_only_the_newest_request_of_a_viewport_is_decoded(qtbot, service, sample
 
     service.cache.load = spy
     viewport = service.register()
-    for i, ref in enumerate(refs):
-        service.request(viewport, i, ref)
+    for ref in refs:
+        service.request(viewport, ref)
     qtbot.waitUntil(lambda: len(refs) - 1 in loaded, timeout=10000)
     service.pool.waitForDone(10000)
     qtbot.wait(50)  # a request already decoding when it was superseded may still answer (the viewport ignores it)
@@ -46,8 +46,8 @@ def test_only_the_newest_request_of_a_viewport_is_decoded(qtbot, service, sample
 def test_an_undecodable_frame_is_reported_with_its_reason(qtbot, service, samples):
     bad = samples / "nema_wg04/JPLY/MR1_JPLY"
     with qtbot.waitSignal(service.frame_failed, timeout=10000) as failed:
-        service.request(service.register(), 0, FrameRef(str(bad), 0, "x"))
-    assert failed.args[1] == 0
+        service.request(service.register(), FrameRef(str(bad), 0, "x"))
+    assert failed.args[1] == FrameRef(str(bad), 0, "x")
     assert "JPEG Extended" in failed.args[2]
 
 
@@ -62,7 +62,7 @@ def test_a_closed_viewport_is_forgotten_and_hears_nothing_more(qtbot, service, s
     ids = [w.viewport_id for w in widgets]
     assert len(set(ids)) == 5
     for w, ref in zip(widgets, refs[:5], strict=True):
-        service.request(w.viewport_id, 0, ref)
+        service.request(w.viewport_id, ref)
     assert service.viewports() == 5
     for w in widgets[:4]:
         w.deleteLater()
@@ -71,11 +71,11 @@ def test_a_closed_viewport_is_forgotten_and_hears_nothing_more(qtbot, service, s
     qtbot.wait(50)
 
     heard: list[int] = []
-    service.frame_loaded.connect(lambda viewport_id, index, renderer: heard.append(viewport_id))
-    service.frame_failed.connect(lambda viewport_id, index, reason: heard.append(viewport_id))
+    service.frame_loaded.connect(lambda viewport_id, ref, renderer: heard.append(viewport_id))
+    service.frame_failed.connect(lambda viewport_id, ref, reason: heard.append(viewport_id))
     for ref in refs[5:]:
-        service.request(ids[0], 0, ref)   # a request that was pending when its viewport closed
-        service.request(ids[4], 0, ref)
+        service.request(ids[0], ref)   # a request that was pending when its viewport closed
+        service.request(ids[4], ref)
     service.forget(ids[0])
     service.pool.waitForDone(10000)
     qtbot.waitUntil(lambda: ids[4] in heard, timeout=5000)

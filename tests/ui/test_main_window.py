@@ -33,6 +33,12 @@ def import_and_wait(qtbot, win, paths, open_first=False):
     return blocker.args[0]
 
 
+def wait_for_viewer(qtbot, win):
+    """The viewer tab opened on a display set: its active viewport."""
+    qtbot.waitUntil(lambda: win.viewer is not None and win.viewer.viewport.display_set is not None, timeout=10000)
+    return win.viewer.viewport
+
+
 def wait_for_image(qtbot, viewport):
     qtbot.waitUntil(lambda: viewport.image is not None or bool(viewport.error), timeout=20000)
     assert not viewport.error, viewport.error
@@ -48,24 +54,22 @@ def test_import_lists_the_study_and_opens_its_series(qtbot, window, samples):
     assert study.PatientID == "PLASTIC"
     assert study.NumberOfStudyRelatedInstances == 140
 
-    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
-    viewport = window.viewer.viewport
+    viewport = wait_for_viewer(qtbot, window)
     assert window.tabs.currentWidget() is window.viewer
     assert len(viewport.display_set) == 140
     wait_for_image(qtbot, viewport)
     corners = viewport.corner_texts()
     assert "PLASTIC" in corners["top_left"]
-    assert "2015-02-06" in corners["top_left"]
+    assert any(line.startswith("2015-02-06") for line in corners["top_left"])
     assert "Image 1 / 140" in corners["bottom_left"]
     # The Philips files carry WindowCenter 40 / WindowWidth 80 (multi-valued): the first is used.
-    assert corners["bottom_right"] == ["W 80  L 40"]
+    assert corners["bottom_right"][0] == "W 80 L 40"
     assert viewport.image.width() == 512 and viewport.image.height() == 512
 
 
 def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
     import_and_wait(qtbot, window, [samples / PHANTOM_AXIAL], open_first=True)
-    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
-    viewport = window.viewer.viewport
+    viewport = wait_for_viewer(qtbot, window)
     wait_for_image(qtbot, viewport)
     first = viewport.image.copy()
 
@@ -75,7 +79,6 @@ def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
     qtbot.waitUntil(lambda: viewport.shown_index == 2, timeout=10000)
     assert viewport.image != first
     assert "Image 3 / 140" in viewport.corner_texts()["bottom_left"]
-    assert window.viewer.scroll.value() == 2
 
     before = viewport.window or viewport.renderer.default_window
     centre = viewport.rect().center()
@@ -84,7 +87,7 @@ def test_wheel_scrolls_and_drag_changes_window(qtbot, window, samples):
     qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, pos=centre + QPoint(60, 30))
     assert viewport.window.width > before.width
     assert viewport.window.center > before.center
-    assert viewport.corner_texts()["bottom_right"] == [f"W {viewport.window.width:.0f}  L {viewport.window.center:.0f}"]
+    assert viewport.corner_texts()["bottom_right"][0] == f"W {viewport.window.width:.0f} L {viewport.window.center:.0f}"
 
 
 def test_bad_files_are_reported_and_the_rest_imported(qtbot, window, samples, tmp_path):
@@ -143,8 +146,7 @@ def test_vtk_is_not_imported_by_the_window(window):
 
 def test_presets_and_back_to_the_image_window(qtbot, window, samples):
     import_and_wait(qtbot, window, [samples / "dcm_qa_ct/In/GE"], open_first=True)
-    qtbot.waitUntil(lambda: window.viewer.viewport.display_set is not None, timeout=10000)
-    viewport = window.viewer.viewport
+    viewport = wait_for_viewer(qtbot, window)
     wait_for_image(qtbot, viewport)
     own = viewport.corner_texts()["bottom_right"]
     box = window.viewer.preset_box
@@ -154,7 +156,7 @@ def test_presets_and_back_to_the_image_window(qtbot, window, samples):
     assert not box.hasFocus() and viewport.hasFocus()                  # so the arrow keys still scroll
     bone = window.viewer.presets["Bone"]
     assert viewport.window == bone
-    assert viewport.corner_texts()["bottom_right"] == [f"W {bone.width:.0f}  L {bone.center:.0f}"]
+    assert viewport.corner_texts()["bottom_right"][0] == f"W {bone.width:.0f} L {bone.center:.0f}"
     qtbot.keyClick(viewport, Qt.Key.Key_Down)
     qtbot.waitUntil(lambda: viewport.shown_index == 1, timeout=10000)
     assert viewport.window == bone  # a chosen window stays while scrolling

@@ -1,4 +1,4 @@
-"""Many viewers over one arriving series: each grows as images reach the cache, through one loader."""
+"""Many viewers over one arriving study: each grows as images reach the cache, through one loader."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from workstation.services.frame_service import FrameService
 from workstation.services.jobs import JobRunner
 from workstation.services.network_service import NetworkService
 from workstation.services.study_loader_service import StudyLoaderService
-from workstation.ui.viewer.viewer_widget import ViewerWidget
+from workstation.ui.viewer.study_viewer import StudyViewerWidget
 
 
 def test_every_viewer_of_a_series_grows_as_its_images_arrive(qtbot, tmp_path, samples):
@@ -36,14 +36,20 @@ def test_every_viewer_of_a_series_grows_as_its_images_arrive(qtbot, tmp_path, sa
         with qtbot.waitSignal(opening.opened, timeout=10000) as opened:
             pass
         shown = opened.args[0]
-        viewers = [ViewerWidget(frames, loader) for _ in range(3)]
+        viewers = [StudyViewerWidget(frames, loader, cache_service) for _ in range(3)]
         for viewer in viewers:
-            viewer.show_display_set(shown)
+            viewer.open_study(shown)
+            viewer.viewport.model.set_index(2)            # on the third image of the three
         with qtbot.waitSignal(cache_service.import_paths(files[3:]).ended, timeout=20000):
             pass
         qtbot.waitUntil(lambda: all(len(v.viewport.display_set) == 30 for v in viewers), timeout=10000)
-        assert all(v.scroll.maximum() == 29 for v in viewers)
-        assert loader.loader.feeds() == 1                 # one feed of the series, shared
+        third = shown.display_sets[0].frames[2]
+        assert all(v.viewport.model.current == third for v in viewers)   # the image shown stays
+        for v in viewers:
+            qtbot.waitUntil(lambda v=v: not v.viewport.model.loading, timeout=10000)
+            position = v.viewport.model.frames.index(third) + 1
+            assert f"Image {position} / 30" in v.viewport.corner_texts()["bottom_left"]
+        assert loader.loader.feeds() == 1                 # one feed of the study, shared
         for viewer in viewers:
             viewer.deleteLater()
         qtbot.waitUntil(lambda: loader.loader.feeds() == 0, timeout=5000)   # closed viewers leave nothing

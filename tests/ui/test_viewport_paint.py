@@ -36,7 +36,7 @@ def test_screen_pixels_are_the_render_output_upright_and_turned(qtbot, samples):
         assert expected.shape == (512, 512)
         shown = grab_grey(viewport)
         assert np.array_equal(shown[SAFE, SAFE], expected[SAFE, SAFE])
-        viewport.view_state = viewport.view_state.rotated(1)
+        viewport.model.rotate(1)
         viewport.repaint()
         turned = grab_grey(viewport)
         assert np.array_equal(turned[SAFE, SAFE], np.rot90(expected, -1)[SAFE, SAFE])   # clockwise

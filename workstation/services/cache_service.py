@@ -68,3 +68,24 @@ class CacheService(QObject):
             return thumbnail(ImageSource.open(instances[len(instances) // 2].path), size)
 
         return self.runner.submit("thumbnail", work)
+
+    def annotations(self, study_uid: str) -> Job:
+        """The saved annotations of a study (JSON documents)."""
+        def work(progress, cancel):
+            read = getattr(self.cache, "annotations", None)
+            return read(study_uid) if read is not None else []
+
+        return self.runner.submit("read annotations", work)
+
+    def save_annotations(self, study_uid: str, documents: list[dict]) -> Job:
+        def work(progress, cancel):
+            save = getattr(self.cache, "save_annotations", None)
+            if save is not None:
+                save(study_uid, documents)
+
+        return self.runner.submit("save annotations", work)
+
+    def frame_thumbnail(self, path: str, frame: int, size: int = 96) -> Job:
+        """One frame of a file as a small uint8 array (for a display set's thumbnail)."""
+        return self.runner.submit("thumbnail",
+                                  lambda progress, cancel: thumbnail(ImageSource.open(path), size, frame))

@@ -117,3 +117,13 @@ class QueryService:
             return [(s, local.get(s.SeriesInstanceUID, 0)) for s in remote]
 
         return self.runner.submit(f"List series on {node.name}", work)
+
+    def patient_studies(self, node: Node, patient_id: str, limit: int = 200) -> Job:
+        """The studies of one patient on a node (its priors, for the viewer), newest first."""
+        own = self._settings().ae_title
+
+        def work(progress, cancel):
+            found = list(find(node, own, "study", QueryFilter(PatientID=patient_id), limit=limit, cancel=cancel))
+            return sorted(found, key=lambda s: (s.StudyDate, s.StudyTime), reverse=True)
+
+        return self.runner.submit(f"Priors on {node.name}", work)

@@ -1,10 +1,10 @@
 """The study loader (`core/loading.py`) as the window sees it: its reads run on workers and its
 outcomes arrive as signals of small handles.
 
-`open_study` / `open_series` return an `OpeningHandle` (`opened(display_set)` or `failed(reason)`,
-once; `cancel()` when a newer request replaces it). `watch(series, shown)` returns a
-`SeriesWatch` whose `grown(display_set)` fires when images of the series arrive; any number of
-viewports may watch one series, and `close()` when a viewport closes.
+`open_study` / `open_series` return an `OpeningHandle` (`opened(study_sets)` or `failed(reason)`,
+once; `cancel()` when a newer request replaces it). `watch(study, shown)` returns a `StudyWatch`
+whose `grown(study_sets)` fires when images of the study arrive; any number of viewers may watch
+one study, and `close()` when a viewer closes.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache
-from workstation.core.loading import Opening, StudyLoader
-from workstation.core.model.display_set import DisplaySet
+from workstation.core.loading import Opening, StudyLoader, StudySets
 from workstation.services.jobs import JobRunner
 
 
 class OpeningHandle(QObject):
-    opened = Signal(object)   # DisplaySet
+    opened = Signal(object)   # StudySets
     failed = Signal(str)
 
     def __init__(self) -> None:
@@ -30,8 +29,8 @@ class OpeningHandle(QObject):
             self.request.cancel()
 
 
-class SeriesWatch(QObject):
-    grown = Signal(object)    # DisplaySet, with a different number of frames than before
+class StudyWatch(QObject):
+    grown = Signal(object)    # StudySets, with display sets of other sizes than before
 
     def __init__(self) -> None:
         super().__init__()
@@ -69,9 +68,9 @@ class StudyLoaderService(QObject):
                 study_uid, transfer.error or transfer.status_text()))
         return handle
 
-    def watch(self, series_uid: str, shown: DisplaySet | None = None) -> SeriesWatch:
-        watch = SeriesWatch()
-        watch._unsubscribe = self.loader.watch(series_uid, lambda display_set: watch.grown.emit(display_set), shown)
+    def watch(self, study_uid: str, shown: StudySets | None = None) -> StudyWatch:
+        watch = StudyWatch()
+        watch._unsubscribe = self.loader.watch(study_uid, lambda sets: watch.grown.emit(sets), shown)
         return watch
 
     def instances_added(self, study_uid: str, series_uid: str) -> None:
@@ -81,4 +80,4 @@ class StudyLoaderService(QObject):
 
 def _emitters(handle: OpeningHandle):
     """Callbacks that hold the handle itself, so it lives as long as the loader needs it."""
-    return (lambda display_set: handle.opened.emit(display_set)), (lambda reason: handle.failed.emit(reason))
+    return (lambda sets: handle.opened.emit(sets)), (lambda reason: handle.failed.emit(reason))

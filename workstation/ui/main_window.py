@@ -1,7 +1,8 @@
-"""The main window: the study browser and the viewer as pages, imports with progress.
+"""The main window: the study browser and one viewer tab per open study, imports with progress.
 
 It wires widgets to services and shows outcomes in words; the work itself happens in the
-services on workers. Later issues add pages (remote nodes, MPR, print) the same way.
+services on workers. Opening a study that has a tab goes to that tab; a prior opens beside its
+current study in the same tab. Later issues add pages (MPR, print) the same way.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from workstation.core.cache import ImportReport
+from workstation.core.cache import ImportReport, QueryFilter
+from workstation.core.dicom.text import format_date, person_name
+from workstation.core.loading import StudySets
 from workstation.core.model import Study
-from workstation.core.model.display_set import DisplaySet
 from workstation.core.model.node import Node
 from workstation.core.scheduling import Priority
 from workstation.services.cache_service import CacheService
@@ -34,7 +36,7 @@ from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
 from workstation.ui.network.nodes_dialog import NodesDialog
 from workstation.ui.network.transfers_widget import TransfersWidget
-from workstation.ui.viewer.viewer_widget import ViewerWidget
+from workstation.ui.viewer.study_viewer import StudyViewerWidget
 
 
 def import_summary(report: ImportReport) -> str:
@@ -49,8 +51,8 @@ def import_summary(report: ImportReport) -> str:
 
 
 class MainWindow(QMainWindow):
-    display_set_shown = Signal(object)   # the DisplaySet now in the viewer
-    display_set_grown = Signal(object)   # the DisplaySet in the viewer, with more images than before
+    display_set_shown = Signal(object)   # the DisplaySet now in the active viewport of the viewer tab shown
+    display_set_grown = Signal(object)   # that DisplaySet, with more images than before
     import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
 
     def __init__(self, cache: CacheService, frames: FrameService, network: NetworkService | None = None,
@@ -62,6 +64,9 @@ class MainWindow(QMainWindow):
         self.loader = loader or StudyLoaderService(cache.cache, cache.runner)
         self.import_job: Job | None = None
         self._opening: OpeningHandle | None = None   # the newest request to show something
+        self.viewers: list[StudyViewerWidget] = []
+        self._origins: dict[str, Node] = {}          # StudyInstanceUID -> the node it was opened from
+        self._priors_opening: OpeningHandle | None = None
         self._open_first_after_import = False
         self._import_report: ImportReport | None = None
         self.setWindowTitle("Workstation")
@@ -69,10 +74,13 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
 
         self.browser = BrowserWidget(cache, network)
-        self.viewer = ViewerWidget(frames, self.loader)
         self.tabs = QTabWidget()
+        self.tabs.setTabsClosable(True)
+        self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.browser, "Studies")
-        self.tabs.addTab(self.viewer, "Viewer")
+        self.tabs.tabBar().setTabButton(0, self.tabs.tabBar().ButtonPosition.RightSide, None)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
 
         self.progress = QProgressBar()
@@ -104,7 +112,6 @@ class MainWindow(QMainWindow):
             self.browser.remote_open_requested.connect(self.open_remote)
 
         self._build_menus()
-        self.viewer.display_set_grown.connect(self.display_set_grown)
         self.browser.series_opened.connect(self.open_series)
         self.browser.study_opened.connect(self.open_study)
         self.browser.status_changed.connect(self.show_status)
@@ -135,11 +142,14 @@ class MainWindow(QMainWindow):
             nodes.triggered.connect(self.edit_nodes)
             tools.addAction(nodes)
         view_menu = self.menuBar().addMenu("&View")
-        for i, name in enumerate(("&Studies", "&Viewer")):
-            action = QAction(name, self)
-            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
-            action.triggered.connect(lambda checked=False, i=i: self.tabs.setCurrentIndex(i))
-            view_menu.addAction(action)
+        studies = QAction("&Studies", self)
+        studies.setShortcut(QKeySequence("Ctrl+1"))
+        studies.triggered.connect(lambda: self.tabs.setCurrentWidget(self.browser))
+        view_menu.addAction(studies)
+        viewer = QAction("&Viewer (the last study opened)", self)
+        viewer.setShortcut(QKeySequence("Ctrl+2"))
+        viewer.triggered.connect(lambda: self.viewers and self.tabs.setCurrentWidget(self.viewers[-1]))
+        view_menu.addAction(viewer)
         if self.network is not None:
             view_menu.addAction(self.transfers_dock.toggleViewAction())
 
@@ -211,8 +221,8 @@ class MainWindow(QMainWindow):
             box.setObjectName("rejected_files_box")
             box.setModal(False)
             box.show()
-        if self._open_first_after_import and report.series_uids:
-            self.open_series(report.series_uids[0])
+        if self._open_first_after_import and report.study_uids:
+            self.open_study(report.study_uids[0])   # with its hanging protocol
 
     def _on_import_failed(self, message: str) -> None:
         self.show_status(message)
@@ -250,20 +260,107 @@ class MainWindow(QMainWindow):
         self._open(self.loader.open_study(study_uid))
 
     def open_series(self, series_uid: str) -> None:
-        self._open(self.loader.open_series(series_uid))
+        self._open(self.loader.open_series(series_uid), series_uid)
 
-    def _open(self, opening: OpeningHandle) -> None:
+    def _open(self, opening: OpeningHandle, series_uid: str | None = None) -> None:
         """Show what `opening` brings, unless a newer request replaced it meanwhile."""
         if self._opening is not None:
             self._opening.cancel()
         self._opening = opening
-        opening.opened.connect(self._on_display_set)
+        opening.opened.connect(lambda sets: self._on_opened(sets, series_uid))
         opening.failed.connect(self.show_status)
 
-    def _on_display_set(self, display_set: DisplaySet) -> None:
-        self.viewer.show_display_set(display_set)
-        self.tabs.setCurrentWidget(self.viewer)
-        self.display_set_shown.emit(display_set)
+    @property
+    def viewer(self) -> StudyViewerWidget | None:
+        """The viewer tab shown, else the last one opened."""
+        current = self.tabs.currentWidget()
+        if isinstance(current, StudyViewerWidget):
+            return current
+        return self.viewers[-1] if self.viewers else None
+
+    def viewer_of(self, study_uid: str) -> StudyViewerWidget | None:
+        return next((v for v in self.viewers if v.study_uid == study_uid), None)
+
+    def _on_opened(self, sets: StudySets, series_uid: str | None = None) -> None:
+        viewer = self.viewer_of(sets.StudyInstanceUID)
+        if viewer is None:
+            viewer = StudyViewerWidget(self.frames, self.loader, self.cache)
+            viewer.display_set_shown.connect(lambda ds, v=viewer: self._on_shown(v, ds))
+            viewer.display_set_grown.connect(lambda ds, v=viewer: v is self.viewer and self.display_set_grown.emit(ds))
+            viewer.status_changed.connect(self.show_status)
+            viewer.prior_requested.connect(lambda study, v=viewer: self.open_prior(v, study))
+            self.viewers.append(viewer)
+            self.tabs.addTab(viewer, tab_title(sets.study))
+            self.tabs.setCurrentWidget(viewer)
+            viewer.open_study(sets, series_uid)
+            self._find_priors(viewer, sets.study)
+        else:
+            self.tabs.setCurrentWidget(viewer)
+            if series_uid is not None:
+                viewer.show_series(series_uid)
+            viewer._emit_shown()
+            self.display_set_shown.emit(viewer.active_model.display_set)
+        viewer.viewport.setFocus()
+
+    def _on_shown(self, viewer: StudyViewerWidget, display_set) -> None:
+        if viewer is self.viewer:
+            self.display_set_shown.emit(display_set)
+
+    def _on_tab_changed(self, index: int) -> None:
+        widget = self.tabs.widget(index)
+        if isinstance(widget, StudyViewerWidget) and widget.active_model.display_set is not None:
+            self.display_set_shown.emit(widget.active_model.display_set)
+
+    def close_tab(self, index: int) -> None:
+        widget = self.tabs.widget(index)
+        if not isinstance(widget, StudyViewerWidget):
+            return
+        widget.flush()
+        widget.close_watches()
+        self.viewers.remove(widget)
+        self.tabs.removeTab(index)
+        for viewport in widget.session.layout.viewports:
+            viewport.show(None)   # the frames it held can go
+        widget.deleteLater()
+
+    # --- priors -------------------------------------------------------------------------------
+
+    def _find_priors(self, viewer: StudyViewerWidget, study: Study | None) -> None:
+        """The patient's other studies: in the cache, and on the node the study came from."""
+        if study is None or not study.PatientID:
+            return
+        found: dict[str, Study] = {}
+
+        def add(studies) -> None:
+            for s in studies:
+                if s.StudyInstanceUID != study.StudyInstanceUID:
+                    found.setdefault(s.StudyInstanceUID, s)
+            if viewer in self.viewers:
+                viewer.set_others(sorted(found.values(), key=lambda s: (s.StudyDate, s.StudyTime), reverse=True))
+
+        job = self.cache.search(QueryFilter(PatientID=study.PatientID), limit=200)
+        job.succeeded.connect(add)
+        node = self._origins.get(study.StudyInstanceUID)
+        if node is not None and self.network is not None:
+            remote = self.network.queries.patient_studies(node, study.PatientID)
+            remote.succeeded.connect(add)
+            remote.failed.connect(lambda message: self.show_status(f"The priors on {node.name} are not listed: {message}"))
+
+    def open_prior(self, viewer: StudyViewerWidget, study: Study) -> None:
+        """Open another study of the patient beside the viewer's current one, retrieving it first when needed."""
+        uid = study.StudyInstanceUID
+        node = self._origins.get(viewer.study_uid)
+        local = self.cache.cache.studies(QueryFilter(StudyInstanceUID=uid), limit=1)
+        if local or node is None or self.network is None:
+            opening = self.loader.open_study(uid)
+        else:
+            transfer = self.network.queue.retrieve(node, uid, None, description=study_description(study),
+                                                   priority=Priority.OPENED)
+            opening = self.loader.open_study(uid, transfer=transfer)
+            self.show_status(f"Retrieving the prior {study_description(study)} from {node.name}.")
+        self._priors_opening = opening
+        opening.opened.connect(lambda sets: viewer in self.viewers and viewer.add_prior(sets))
+        opening.failed.connect(self.show_status)
 
     # --- remote studies -----------------------------------------------------------------------
 
@@ -272,7 +369,8 @@ class MainWindow(QMainWindow):
         uid = study.StudyInstanceUID
         transfer = self.network.queue.retrieve(node, uid, [series_uid] if series_uid else None,
                                                description=study_description(study), priority=Priority.OPENED)
-        self._open(self.loader.open_study(uid, series_uid, transfer=transfer))  # what is local shows at once
+        self._origins[uid] = node
+        self._open(self.loader.open_study(uid, series_uid, transfer=transfer), series_uid)  # what is local shows at once
         self.show_status(f"Retrieving {study_description(study)} from {node.name}; "
                          "the images show as soon as they arrive.")
         return transfer
@@ -291,5 +389,15 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         if self.import_job is not None:
             self.import_job.cancel()
+        for viewer in self.viewers:
+            viewer.flush()
         super().closeEvent(event)
+
+
+def tab_title(study: Study | None) -> str:
+    if study is None:
+        return "Viewer"
+    parts = [person_name(study.PatientName) or study.PatientID, format_date(study.StudyDate),
+             "/".join(study.ModalitiesInStudy)]
+    return " · ".join(p for p in parts if p)
 

@@ -22,6 +22,24 @@ def _load(path: str) -> dict[str, Window]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _keys(path: str) -> dict[str, dict[int, str]]:
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    out: dict[str, dict[int, str]] = {}
+    for item in data["presets"]:
+        if "key" in item:
+            out.setdefault(str(item.get("modality", "")).upper(), {})[int(item["key"])] = item["name"]
+    return out
+
+
+def keyed_presets(modality: str) -> dict[int, Window]:
+    """The presets number keys 1-9 choose for images of a modality (CT's brain, lung, bone...); empty
+    for a modality without its own, whose number keys choose the file's own windows."""
+    names = _keys(str(PRESETS_FILE)).get((modality or "").upper(), {})
+    presets = _load(str(PRESETS_FILE))
+    return {key: presets[name] for key, name in sorted(names.items()) if name in presets}
+
+
 def load_presets(path: str | Path | None = None) -> dict[str, Window]:
     """All presets by display name, in file order (a fresh dict, safe to modify)."""
     return dict(_load(str(path or PRESETS_FILE)))

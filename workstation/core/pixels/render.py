@@ -90,6 +90,24 @@ class FrameRenderer:
             return np.take(table, self._index)
         return window_to_uint8(self._values, window, self.invert)
 
+    def auto_window(self, low: float = 0.5, high: float = 99.5) -> Window | None:
+        """A window over the frame's histogram: from the `low` to the `high` percentile of its modality
+        values (outliers and padding left out); None for colour."""
+        if self._rgb is not None:
+            return None
+        if self._index is not None:
+            counts = np.bincount(self._index.ravel(), minlength=len(self._inputs))
+            cumulative = np.cumsum(counts) / max(1, counts.sum())
+            lo = float(self._inputs[int(np.searchsorted(cumulative, low / 100))])
+            hi = float(self._inputs[min(len(self._inputs) - 1, int(np.searchsorted(cumulative, high / 100)))])
+        else:
+            finite = self._values[np.isfinite(self._values)]
+            if not finite.size:
+                return None
+            lo, hi = (float(v) for v in np.percentile(finite, [low, high]))
+        width = max(hi - lo, 1.0 if self._index is not None else 1e-6)
+        return Window((lo + hi) / 2, width, "LINEAR", "auto")
+
     def stored_value(self, column: int, row: int):
         """The stored pixel value (colour: the RGB triple) at a pixel."""
         if self._rgb is not None:
@@ -149,9 +167,10 @@ def render(source: ImageSource, frame: int = 0, window: Window | None = None) ->
     return FrameRenderer(source, frame).render(window)
 
 
-def thumbnail(source: ImageSource, size: int) -> np.ndarray:
-    """The middle frame rendered with its own window, subsampled to about `size` pixels a side."""
-    frame = max(1, source.number_of_frames) // 2
+def thumbnail(source: ImageSource, size: int, frame: int | None = None) -> np.ndarray:
+    """A frame (the middle one by default) rendered with its own window, subsampled to about `size`
+    pixels a side."""
+    frame = max(1, source.number_of_frames) // 2 if frame is None else frame
     buffer = render(source, frame)
     step = max(1, -(-max(buffer.shape[:2]) // size))
     return np.ascontiguousarray(buffer[::step, ::step])

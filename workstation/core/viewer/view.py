@@ -54,6 +54,10 @@ class ViewState:
         """A fixed scale (1.0: one screen pixel per image pixel); None goes back to fitting."""
         return replace(self, scale=scale, zoom=1.0)
 
+    def fitted(self) -> ViewState:
+        """The whole image in the viewport, centred; rotation and flips stay."""
+        return replace(self, zoom=1.0, scale=None, pan=(0.0, 0.0))
+
     def reset(self) -> ViewState:
         """Fitted, centred, upright, unmirrored; inversion and interpolation stay as they are."""
         return ViewState(invert=self.invert, interpolate=self.interpolate)

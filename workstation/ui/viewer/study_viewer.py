@@ -1,0 +1,476 @@
+"""A viewer tab: the studies of one patient open together (the current one and priors), a toolbar of
+tools, the series strip and the viewport grid, over one `ReadingSession` (core/viewer/session.py).
+
+It grows as its studies arrive (the study loader's feeds), keeps its annotations in the cache, and
+turns the toolbar's and the keyboard's actions into changes of the session's models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QSplitter,
+    QToolBar,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from workstation.core.loading import StudySets
+from workstation.core.model.display_set import DisplaySet
+from workstation.core.pixels.presets import keyed_presets, load_presets
+from workstation.core.viewer.session import ReadingSession
+from workstation.services.cache_service import CacheService
+from workstation.services.frame_service import FrameService
+from workstation.services.study_loader_service import StudyLoaderService
+from workstation.ui.viewer import actions as viewer_actions
+from workstation.ui.viewer.arrange import arrangement_for
+from workstation.ui.viewer.grid import ViewportGridWidget
+from workstation.ui.viewer.series_strip import SeriesStripWidget
+from workstation.ui.viewer.tools import ToolController
+
+log = logging.getLogger(__name__)
+DEFAULT_CHOICE = "Window: from the image"
+GRIDS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4))
+DARK = """
+StudyViewerWidget, QToolBar, QSplitter { background: #1b1b1b; color: #dddddd; }
+QToolBar { border: none; spacing: 2px; }
+QToolButton { color: #dddddd; padding: 2px; }
+QToolButton:checked { background: #4a3a10; border: 1px solid #ffb000; }
+QComboBox, QDoubleSpinBox { background: #2a2a2a; color: #dddddd; }
+QLabel { color: #bbbbbb; }
+"""
+
+
+class StudyViewerWidget(QWidget):
+    display_set_shown = Signal(object)      # a DisplaySet put in the active viewport
+    display_set_grown = Signal(object)      # the active viewport's DisplaySet, with more images
+    prior_requested = Signal(object)        # a Study of the patient to open beside the current one
+    status_changed = Signal(str)
+
+    def __init__(self, frames: FrameService, loader: StudyLoaderService, cache: CacheService,
+                 protocols: Callable | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.frames = frames
+        self.loader = loader
+        self.cache = cache
+        self.protocols = protocols
+        self.session = ReadingSession()
+        self.tools = ToolController(self.session, self)
+        self.strip = SeriesStripWidget(cache)
+        self.grid = ViewportGridWidget(frames, self.session, self.tools)
+        self.presets = load_presets()
+        self.others: list = []              # the patient's other studies (priors), as listed
+        self._watches: dict[str, object] = {}
+        self._shown_key: tuple[str, str] | None = None
+        self._save_timer = QTimer(self, singleShot=True, interval=500)
+        self._save_timer.timeout.connect(self._save_annotations)
+        self._cine = QTimer(self, interval=15)
+        self._cine.timeout.connect(self._cine_tick)
+        self.setStyleSheet(DARK)
+
+        self.actions_by_id = viewer_actions.build_actions(self)
+        self.toolbar = self._toolbar()
+        self.probe_label = QLabel()
+        self.probe_label.setObjectName("probe_label")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.strip)
+        split.addWidget(self.grid)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([190, 1000])
+        self.splitter = split
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(split, 1)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(6, 2, 6, 2)
+        bottom.addWidget(self.probe_label, 1)
+        layout.addLayout(bottom)
+
+        self.tools.probed.connect(self.probe_label.setText)
+        self.strip.display_set_activated.connect(lambda study, key: self.show_in(None, study, key))
+        self.strip.study_requested.connect(self.prior_requested)
+        self.grid.display_set_dropped.connect(lambda cell, study, key: self.show_in(cell, study, key))
+        self.session.layout.changed.connect(self._on_layout)
+        self.session.changed.connect(self._on_session)
+        self.session.annotations.changed.connect(lambda study: self._save_timer.start())
+        for viewport in self.session.layout.viewports:
+            viewport.changed.connect(self._on_viewport)
+
+    # --- toolbar ------------------------------------------------------------------------------
+
+    def _toolbar(self) -> QToolBar:
+        bar = QToolBar()
+        bar.setObjectName("viewer_toolbar")
+        a = self.actions_by_id
+        for action_id in viewer_actions.TOOL_IDS:
+            bar.addAction(a[action_id])
+        bar.addSeparator()
+        layout_button = QToolButton()
+        layout_button.setIcon(viewer_actions.icon("layout"))
+        layout_button.setToolTip("Viewport layout (Alt+1 1x1, Alt+2 1x2, Alt+3 2x1, Alt+4 2x2)")
+        layout_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(layout_button)
+        for rows, columns in GRIDS:
+            menu.addAction(f"{rows} x {columns}", lambda r=rows, c=columns: self.set_grid(r, c))
+        menu.addAction("Rows x columns…", self.ask_grid)
+        menu.addSeparator()
+        menu.addAction("Save this arrangement as a hanging protocol…", self.save_protocol)
+        layout_button.setMenu(menu)
+        bar.addWidget(layout_button)
+        self.preset_box = QComboBox()
+        self.preset_box.setObjectName("preset_box")
+        self.preset_box.addItem(DEFAULT_CHOICE)
+        self.preset_box.addItems(list(self.presets))
+        self.preset_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # the arrow keys keep scrolling the images
+        self.preset_box.setToolTip("Window presets (number keys 1-9; 0: the image's own)")
+        self.preset_box.textActivated.connect(self._on_preset)
+        bar.addWidget(self.preset_box)
+        for action_id in ("view.invert", "view.rotate_left", "view.rotate_right", "view.flip_horizontal",
+                          "view.flip_vertical", "view.fit", "view.actual", "view.reset"):
+            bar.addAction(a[action_id])
+        bar.addSeparator()
+        bar.addAction(a["cine.toggle"])
+        self.fps_box = QDoubleSpinBox()
+        self.fps_box.setRange(0.5, 120.0)
+        self.fps_box.setDecimals(1)
+        self.fps_box.setSuffix(" fps")
+        self.fps_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.fps_box.setToolTip("Cine frame rate (the file's own rate by default; [ and ] change it)")
+        self.fps_box.valueChanged.connect(lambda v: self.active_model.set_fps(v, time.monotonic())
+                                          if abs(v - self.active_model.cine.fps) > 1e-6 else None)
+        bar.addWidget(self.fps_box)
+        bar.addSeparator()
+        for action_id in ("link.scroll", "link.reference_lines", "key.toggle", "key.filter"):
+            bar.addAction(a[action_id])
+        export_button = QToolButton()
+        export_button.setIcon(viewer_actions.icon("export"))
+        export_button.setToolTip("Export (Ctrl+E viewport, Ctrl+Shift+E layout, Ctrl+C copy)")
+        export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(export_button)
+        menu.addAction("Viewport with annotations…", lambda: self.export(False, True))
+        menu.addAction("Image only, without annotations…", lambda: self.export(False, False))
+        menu.addAction("Whole layout…", lambda: self.export(True, True))
+        menu.addAction("Copy the viewport to the clipboard", self.copy_to_clipboard)
+        export_button.setMenu(menu)
+        bar.addWidget(export_button)
+        mouse = QToolButton(text="Mouse")
+        mouse.setToolTip("What the middle and right buttons do")
+        mouse.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        menu = QMenu(mouse)
+        for button in ("middle", "right"):
+            sub = menu.addMenu(f"{button.capitalize()} button")
+            for choice in ("pan", "zoom", "scroll", "window"):
+                act = sub.addAction(choice.capitalize(), lambda b=button, c=choice: self.tools.set_button(b, c))
+                act.setCheckable(True)
+                act.setChecked(self.tools.buttons[button] == choice)
+                sub.aboutToShow.connect(lambda s=sub, b=button: [x.setChecked(x.text().lower() == self.tools.buttons[b])
+                                                                for x in s.actions()])
+        mouse.setMenu(menu)
+        bar.addWidget(mouse)
+        bar.addAction(a["help"])
+        return bar
+
+    # --- what is open -------------------------------------------------------------------------
+
+    @property
+    def viewport(self):
+        """The active viewport widget."""
+        return self.grid.active
+
+    @property
+    def active_model(self):
+        return self.session.layout.current
+
+    @property
+    def study_uid(self) -> str:
+        current = self.session.current
+        return current.StudyInstanceUID if current is not None else ""
+
+    def open_study(self, sets: StudySets, series_uid: str | None = None) -> None:
+        """The tab's current study: arranged by its hanging protocol, `series_uid` in the active viewport."""
+        self.session.add_study(sets)
+        self._watch(sets)
+        self._load_annotations(sets.StudyInstanceUID)
+        self.arrange()
+        if series_uid is not None:
+            self.show_series(series_uid)
+        self.refresh_strip()
+        self._emit_shown()
+
+    def arrange(self) -> None:
+        rows, columns, cells, name = arrangement_for(self.session, self.protocols)
+        self.session.arrange(rows, columns, cells, name)
+
+    def show_series(self, series_uid: str) -> None:
+        """Show a series (its first display set): where the arrangement put it, else in the active viewport."""
+        sets = self.session.current
+        wanted = sets.of_series(series_uid) if sets is not None else []
+        if not wanted:
+            return
+        for i, viewport in enumerate(self.session.layout.viewports):
+            if viewport.display_set is not None and viewport.display_set.SeriesInstanceUID == series_uid:
+                self.session.layout.activate(i)
+                return
+        self.session.show(wanted[0])
+
+    def add_prior(self, sets: StudySets) -> None:
+        """Another study of the patient beside the current one: re-arranged so both are seen."""
+        self.session.add_study(sets)
+        self._watch(sets)
+        self._load_annotations(sets.StudyInstanceUID)
+        self.arrange()
+        self.refresh_strip()
+        self._emit_shown()
+
+    def set_others(self, studies: list) -> None:
+        self.others = list(studies)
+        self.refresh_strip()
+
+    def refresh_strip(self) -> None:
+        self.strip.show_session(self.session, self.others)
+
+    def show_in(self, cell: int | None, study_uid: str, key: str) -> None:
+        ds = self.session.find(study_uid, key)
+        if ds is not None:
+            self.session.show(ds, cell)
+            self._emit_shown()
+
+    def step_series(self, step: int) -> None:
+        sets = self.session.display_sets()
+        current = self.active_model.display_set
+        if not sets:
+            return
+        index = next((i for i, d in enumerate(sets) if current is not None and d.key == current.key), -1)
+        self.session.show(sets[(index + step) % len(sets)])
+        self._emit_shown()
+
+    def set_grid(self, rows: int, columns: int) -> None:
+        layout = self.session.layout
+        layout.maximised = None
+        layout.set_grid(rows, columns)
+        shown = {v.display_set.key for v in layout.viewports if v.display_set is not None}
+        spare = [d for d in self.session.display_sets() if d.key not in shown and not d.is_localizer]
+        for viewport in layout.viewports:
+            if viewport.display_set is None and spare:
+                self.session.show(spare.pop(0), layout.index_of(viewport))
+        layout.activate(0)
+
+    def ask_grid(self) -> None:
+        text, ok = QInputDialog.getText(self, "Viewport layout", "Rows x columns (e.g. 3x4):")
+        if not ok:
+            return
+        try:
+            rows, columns = (int(v) for v in text.lower().replace("×", "x").split("x"))
+            self.set_grid(rows, columns)
+        except ValueError as exc:
+            self.status_changed.emit(f"Not a layout: {text!r} ({exc}); write rows x columns, e.g. 3x4.")
+
+    # --- growing ------------------------------------------------------------------------------
+
+    def _watch(self, sets: StudySets) -> None:
+        uid = sets.StudyInstanceUID
+        if uid in self._watches:
+            return
+        watch = self.loader.watch(uid, sets)
+        watch.grown.connect(self._on_grown)
+        self._watches[uid] = watch
+        self.destroyed.connect(watch.close)
+
+    def _on_grown(self, sets: StudySets) -> None:
+        before = self.active_model.display_set
+        self.session.update_study(sets)
+        self.refresh_strip()
+        after = self.active_model.display_set
+        if before is None and after is None and sets is self.session.current:
+            self.arrange()
+            self._emit_shown()
+        elif after is not None:
+            self.display_set_grown.emit(after)
+
+    def close_watches(self) -> None:
+        for watch in self._watches.values():
+            watch.close()
+        self._watches.clear()
+
+    # --- following the models -----------------------------------------------------------------
+
+    def _on_layout(self, aspects) -> None:
+        for viewport in self.session.layout.viewports:
+            viewport.changed.connect(self._on_viewport)
+        if "active" in aspects:
+            self._emit_shown()
+        self.grid.repaint_all()
+
+    def _on_session(self, aspects) -> None:
+        self.sync_actions()
+        self.grid.repaint_all()
+
+    def _on_viewport(self, aspects) -> None:
+        if "display_set" in aspects:
+            self._emit_shown()
+        if "cine" in aspects:
+            playing = any(v.cine.playing for v in self.session.layout.viewports)
+            if playing and not self._cine.isActive():
+                self._cine.start()
+            elif not playing:
+                self._cine.stop()
+            self.sync_actions()
+        if aspects & {"frame", "image"} and self.session.links.reference_lines:
+            self.grid.repaint_all()
+
+    def _emit_shown(self) -> None:
+        ds = self.active_model.display_set
+        key = (ds.StudyInstanceUID, ds.key) if ds is not None else None
+        self.sync_actions()
+        if ds is not None and key != self._shown_key:
+            self._shown_key = key
+            self.display_set_shown.emit(ds)
+
+    def _cine_tick(self) -> None:
+        now = time.monotonic()
+        for viewport in self.session.layout.viewports:
+            viewport.cine_tick(now)
+
+    def sync_actions(self) -> None:
+        a = self.actions_by_id
+        model = self.active_model
+        a["link.scroll"].setChecked(self.session.links.scroll)
+        a["link.reference_lines"].setChecked(self.session.links.reference_lines)
+        a["key.filter"].setChecked(model.key_filter is not None)
+        a["view.interpolate"].setChecked(model.view.interpolate)
+        a["cine.toggle"].setChecked(model.cine.playing)
+        if abs(self.fps_box.value() - model.cine.fps) > 1e-6:
+            self.fps_box.blockSignals(True)
+            self.fps_box.setValue(model.cine.fps)
+            self.fps_box.blockSignals(False)
+
+    # --- actions ------------------------------------------------------------------------------
+
+    def run(self, action: str) -> None:
+        viewer_actions.run(self, action)
+
+    def _on_preset(self, name: str) -> None:
+        self.active_model.set_window(None if name == DEFAULT_CHOICE else self.presets.get(name))
+        self.viewport.setFocus()
+
+    def preset_key(self, number: int) -> None:
+        """Number keys: the modality's presets (CT), else the file's own windows in their order."""
+        model = self.active_model
+        ds = model.display_set
+        presets = keyed_presets(ds.series.Modality if ds is not None else "")
+        if presets:
+            window = presets.get(number)
+        else:
+            windows = model.renderer.file_windows if model.renderer is not None else []
+            window = windows[number - 1] if 0 < number <= len(windows) else None
+        if window is not None:
+            model.set_window(window)
+        else:
+            self.status_changed.emit(f"No window {number} for this image.")
+
+    def auto_window(self) -> None:
+        model = self.active_model
+        window = model.renderer.auto_window() if model.renderer is not None else None
+        if window is not None:
+            model.set_window(window)
+
+    def true_size(self) -> None:
+        """One millimetre of the patient as one millimetre on this screen (from its physical DPI)."""
+        model = self.active_model
+        r = model.renderer
+        spacing = r.plane.pixel_spacing if r is not None and r.plane is not None else None
+        if spacing is None:
+            self.status_changed.emit("True size needs the image's pixel spacing, which this image does not give.")
+            return
+        screen = self.viewport.screen() or QGuiApplication.primaryScreen()
+        dpi = screen.physicalDotsPerInchX() / max(1.0, screen.devicePixelRatio())
+        model.set_view(model.view.at_scale(dpi / 25.4 * spacing[1]))
+
+    def toggle_key_image(self) -> None:
+        marked = self.session.toggle_key_image(self.active_model)
+        if marked is not None:
+            self.status_changed.emit("Marked as a key image." if marked else "No longer a key image.")
+
+    def toggle_key_filter(self) -> None:
+        model = self.active_model
+        ds = model.display_set
+        if ds is None:
+            return
+        if model.key_filter is not None:
+            model.set_key_filter(None)
+            return
+        keys = self.session.key_images.get(ds.StudyInstanceUID, frozenset())
+        if not any((f.SOPInstanceUID, f.frame) in keys for f in ds.frames):
+            self.status_changed.emit("This series has no key images yet: mark some with K.")
+            return
+        model.set_key_filter(keys)
+
+    def export(self, whole_layout: bool = False, annotations: bool = True) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export", "", "PNG image (*.png);;JPEG image (*.jpg *.jpeg)")
+        if not path:
+            return None
+        return self.export_to(path, whole_layout, annotations)
+
+    def export_to(self, path: str, whole_layout: bool = False, annotations: bool = True) -> str | None:
+        from workstation.ui.viewer.export import export_image
+
+        error = export_image(self, path, whole_layout, annotations)
+        self.status_changed.emit(error or f"Exported to {path}.")
+        return error
+
+    def copy_to_clipboard(self) -> None:
+        QGuiApplication.clipboard().setImage(self.viewport.grab().toImage())
+        self.status_changed.emit("The viewport is on the clipboard.")
+
+    def show_help(self) -> None:
+        from workstation.ui.viewer.help_dialog import HelpDialog
+
+        dialog = HelpDialog(self)
+        dialog.show()
+
+    def save_protocol(self) -> None:
+        from workstation.ui.viewer.arrange import save_arrangement
+
+        name, ok = QInputDialog.getText(self, "Save hanging protocol", "Name of the new hanging protocol:")
+        if ok and name.strip():
+            self.status_changed.emit(save_arrangement(self.session, name.strip(), self.protocols))
+
+    # --- annotations in the cache -------------------------------------------------------------
+
+    def _load_annotations(self, study_uid: str) -> None:
+        job = self.cache.annotations(study_uid)
+        job.succeeded.connect(lambda docs, uid=study_uid: self.session.annotations.load(uid, docs))
+        job.failed.connect(self.status_changed)
+
+    def _save_annotations(self) -> None:
+        store = self.session.annotations
+        for study_uid in sorted(store.dirty):
+            job = self.cache.save_annotations(study_uid, store.documents(study_uid))
+            job.failed.connect(lambda message: self.status_changed.emit(
+                f"The annotations could not be saved: {message}. They stay on screen; try again."))
+        store.dirty.clear()
+
+    def flush(self) -> None:
+        """Save what is still to be saved now (the tab closes)."""
+        if self._save_timer.isActive():
+            self._save_timer.stop()
+            self._save_annotations()
+
+    def shown_display_sets(self) -> list[DisplaySet]:
+        return [v.display_set for v in self.session.layout.viewports if v.display_set is not None]
