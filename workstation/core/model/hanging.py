@@ -343,14 +343,17 @@ def _read_folder(folder: Path, source: str) -> list[Protocol]:
             continue
         earlier = found.get(protocol.name.casefold())
         if earlier is not None:
-            log.warning("hanging protocol file %s skipped: %s already names %r", earlier.path, path, protocol.name)
+            log.warning("hanging protocol file %s skipped: %s has the same name, %r", earlier.path, path,
+                        protocol.name)
         found[protocol.name.casefold()] = protocol
     return list(found.values())
 
 
 def save_protocol(home: Path, protocol: Protocol) -> Path:
     """Write a protocol into HOME/hanging_protocols/ (replacing the user's protocol of that name);
-    returns its file. The write is atomic: a crash leaves the old file or the new one."""
+    returns its file. The write is atomic: a crash leaves the old file or the new one. ProtocolError
+    (before anything is written) when the protocol would not load again, e.g. an option that is a list."""
+    Protocol.from_json(protocol.to_json())
     folder = Path(home) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     path = _file_for(folder, protocol.name)
@@ -435,21 +438,19 @@ class Arrangement:
     prior: str | None = None
     """The StudyInstanceUID of the prior the protocol compares with, when it asks for one."""
 
-    @property
-    def is_default(self) -> bool:
-        return self.protocol == DEFAULT and not any(self.options)
-
 
 def choose(protocols: Iterable[Protocol], current: StudyInput, priors: Sequence[StudyInput] = ()) -> Arrangement:
-    """The arrangement of the best-scoring protocol whose required rules pass on the current study
-    (ties: a user's protocol, then the earlier in the list), else the default arrangement."""
+    """The arrangement of the best-scoring protocol whose required rules pass on the current study,
+    else the default arrangement. A user's protocol that matches beats the shipped ones (the user
+    made it for such studies, and a saved arrangement must open the same way again); ties go to the
+    earlier in the list."""
     best: tuple[tuple, Protocol, StudyInput | None] | None = None
     for index, protocol in enumerate(protocols):
         prior = most_recent_prior(current, priors, protocol.prior)
         score = _score(protocol.match, _study_values(current, prior is not None))
         if score is None:
             continue
-        rank = (score, protocol.source == "user", -index)
+        rank = (protocol.source == "user", score, -index)
         if best is None or rank > best[0]:
             best = (rank, protocol, prior)
     if best is None:
@@ -473,7 +474,7 @@ def most_recent_prior(current: StudyInput, priors: Iterable[StudyInput],
         other = item.study.PatientID.strip()
         if patient and other and other != patient:
             continue
-        earlier = when[0] < now[0] or when[0] == now[0] and when[1] and now[1] and when[1] < now[1]
+        earlier = when[0] < now[0] or when[0] == now[0] and bool(when[1] and now[1]) and when[1] < now[1]
         if not earlier or not all(rule.passes(_study_values(item, False)) for rule in rules):
             continue
         if best_when is None or when > best_when:
