@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from workstation.core.cache import Cache
 from workstation.core.loading import read_study
-from workstation.core.model import Study
+from workstation.core.model import Study, hanging
 from workstation.core.model.hanging import (
     DEFAULT,
     CellRef,
@@ -79,7 +79,7 @@ def derived(source: Path, target: Path, **changes) -> Path:
 def test_the_shipped_protocols_load_whole_and_name_window_presets_that_exist(caplog):
     with caplog.at_level(logging.WARNING):
         protocols = load_protocols()
-    assert not caplog.records
+    assert not [r for r in caplog.records if r.name == hanging.__name__]
     assert {p.name for p in protocols} >= {"CT head", "CT chest", "MR brain", "CR/DX chest with prior",
                                           "MG 4-up", "US/XA cine"}
     presets = {name.casefold() for name in load_presets()}
@@ -321,7 +321,7 @@ def test_a_broken_user_protocol_is_skipped_with_a_warning_naming_it(tmp_path, ca
     names = [p.name for p in protocols]
     assert "Mine" in names and "CT head" in names
     assert not {"Half", "Typo", "Regex", "Café"} & set(names)
-    warnings = {Path(r.args[0]).name: str(r.args[1]) for r in caplog.records}
+    warnings = {Path(r.args[0]).name: str(r.args[1]) for r in caplog.records if r.name == hanging.__name__}
     assert set(warnings) == {"truncated.json", "typo.json", "regex.json", "latin1.json"}
     assert "SeriesDescripton" in warnings["typo.json"]
     assert "not a regular expression" in warnings["regex.json"]
