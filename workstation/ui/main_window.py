@@ -284,7 +284,7 @@ class MainWindow(QMainWindow):
     def _on_opened(self, sets: StudySets, series_uid: str | None = None) -> None:
         viewer = self.viewer_of(sets.StudyInstanceUID)
         if viewer is None:
-            viewer = StudyViewerWidget(self.frames, self.loader, self.cache)
+            viewer = StudyViewerWidget(self.frames, self.loader, self.cache, self.cache.cache.root.parent)
             viewer.display_set_shown.connect(lambda ds, v=viewer: self._on_shown(v, ds))
             viewer.display_set_grown.connect(lambda ds, v=viewer: v is self.viewer and self.display_set_grown.emit(ds))
             viewer.status_changed.connect(self.show_status)

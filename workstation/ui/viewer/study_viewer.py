@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
@@ -36,7 +36,7 @@ from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.study_loader_service import StudyLoaderService
 from workstation.ui.viewer import actions as viewer_actions
-from workstation.ui.viewer.arrange import arrangement_for
+from workstation.ui.viewer import arrange as arranging
 from workstation.ui.viewer.grid import ViewportGridWidget
 from workstation.ui.viewer.series_strip import SeriesStripWidget
 from workstation.ui.viewer.tools import ToolController
@@ -61,12 +61,14 @@ class StudyViewerWidget(QWidget):
     status_changed = Signal(str)
 
     def __init__(self, frames: FrameService, loader: StudyLoaderService, cache: CacheService,
-                 protocols: Callable | None = None, parent: QWidget | None = None) -> None:
+                 home: Path | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.frames = frames
         self.loader = loader
         self.cache = cache
-        self.protocols = protocols
+        self.home = home
+        self.arrangement = None                # the hanging protocol's, as last applied
+        self._touched = False                  # the user changed the layout since it was arranged
         self.session = ReadingSession()
         self.tools = ToolController(self.session, self)
         self.strip = SeriesStripWidget(cache)
@@ -214,8 +216,15 @@ class StudyViewerWidget(QWidget):
         self._emit_shown()
 
     def arrange(self) -> None:
-        rows, columns, cells, name = arrangement_for(self.session, self.protocols)
-        self.session.arrange(rows, columns, cells, name)
+        """Lay the studies out by the best hanging protocol; a prior it asks for is requested."""
+        arrangement = arranging.choose(self.session, self.home, self.others)
+        self.arrangement = arrangement
+        arranging.apply(self.session, arrangement)
+        self._touched = False
+        if arrangement.needs_prior:
+            wanted = next((s for s in self.others if s.StudyInstanceUID == arrangement.needs_prior), None)
+            if wanted is not None:
+                self.prior_requested.emit(wanted)
 
     def show_series(self, series_uid: str) -> None:
         """Show a series (its first display set): where the arrangement put it, else in the active viewport."""
@@ -239,8 +248,15 @@ class StudyViewerWidget(QWidget):
         self._emit_shown()
 
     def set_others(self, studies: list) -> None:
+        """The patient's other studies are known: listed in the strip, and the layout re-chosen while
+        the user has not changed it (a protocol may show the most recent prior)."""
         self.others = list(studies)
         self.refresh_strip()
+        if not self._touched and self.session.current is not None:
+            arrangement = arranging.choose(self.session, self.home, self.others)
+            if arrangement.needs_prior or arrangement != self.arrangement:
+                self.arrange()
+                self._emit_shown()
 
     def refresh_strip(self) -> None:
         self.strip.show_session(self.session, self.others)
@@ -248,6 +264,7 @@ class StudyViewerWidget(QWidget):
     def show_in(self, cell: int | None, study_uid: str, key: str) -> None:
         ds = self.session.find(study_uid, key)
         if ds is not None:
+            self._touched = True
             self.session.show(ds, cell)
             self._emit_shown()
 
@@ -261,6 +278,7 @@ class StudyViewerWidget(QWidget):
         self._emit_shown()
 
     def set_grid(self, rows: int, columns: int) -> None:
+        self._touched = True
         layout = self.session.layout
         layout.maximised = None
         layout.set_grid(rows, columns)
@@ -445,11 +463,9 @@ class StudyViewerWidget(QWidget):
         dialog.show()
 
     def save_protocol(self) -> None:
-        from workstation.ui.viewer.arrange import save_arrangement
-
         name, ok = QInputDialog.getText(self, "Save hanging protocol", "Name of the new hanging protocol:")
         if ok and name.strip():
-            self.status_changed.emit(save_arrangement(self.session, name.strip(), self.protocols))
+            self.status_changed.emit(arranging.save_arrangement(self.session, name.strip(), self.home))
 
     # --- annotations in the cache -------------------------------------------------------------
 
