@@ -233,8 +233,8 @@ class ReadingSession:
         self.changed.emit(frozenset({"keys"}))
 
     def toggle_key_image(self, viewport: ViewportModel) -> bool | None:
-        """Mark or unmark the frame on screen as a key image; its new state, None without one."""
-        ref, ds = viewport.shown or viewport.current, viewport.display_set
+        """Mark or unmark the frame the viewport is on as a key image; its new state, None without one."""
+        ref, ds = viewport.current, viewport.display_set
         if ref is None or ds is None:
             return None
         keys = set(self.key_images.get(ds.StudyInstanceUID, frozenset()))

@@ -14,21 +14,17 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
     QLabel,
-    QMenu,
     QSplitter,
-    QToolBar,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from workstation.core.loading import StudySets
+from workstation.core.model import hanging
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.pixels.presets import keyed_presets, load_presets
 from workstation.core.viewer.session import ReadingSession
@@ -39,11 +35,16 @@ from workstation.ui.viewer import actions as viewer_actions
 from workstation.ui.viewer import arrange as arranging
 from workstation.ui.viewer.grid import ViewportGridWidget
 from workstation.ui.viewer.series_strip import SeriesStripWidget
+from workstation.ui.viewer.toolbar import DEFAULT_CHOICE, build_toolbar
 from workstation.ui.viewer.tools import ToolController
 
 log = logging.getLogger(__name__)
-DEFAULT_CHOICE = "Window: from the image"
-GRIDS = ((1, 1), (1, 2), (2, 1), (2, 2), (3, 3), (4, 4))
+
+
+def arranging_title(sets: StudySets) -> str:
+    from workstation.ui.viewer.series_strip import study_heading
+
+    return study_heading(sets.study, prior=False)
 DARK = """
 StudyViewerWidget, QToolBar, QSplitter { background: #1b1b1b; color: #dddddd; }
 QToolBar { border: none; spacing: 2px; }
@@ -84,7 +85,7 @@ class StudyViewerWidget(QWidget):
         self.setStyleSheet(DARK)
 
         self.actions_by_id = viewer_actions.build_actions(self)
-        self.toolbar = self._toolbar()
+        self.toolbar = build_toolbar(self)
         self.probe_label = QLabel()
         self.probe_label.setObjectName("probe_label")
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -113,80 +114,6 @@ class StudyViewerWidget(QWidget):
         self.session.annotations.changed.connect(lambda study: self._save_timer.start())
         for viewport in self.session.layout.viewports:
             viewport.changed.connect(self._on_viewport)
-
-    # --- toolbar ------------------------------------------------------------------------------
-
-    def _toolbar(self) -> QToolBar:
-        bar = QToolBar()
-        bar.setObjectName("viewer_toolbar")
-        a = self.actions_by_id
-        for action_id in viewer_actions.TOOL_IDS:
-            bar.addAction(a[action_id])
-        bar.addSeparator()
-        layout_button = QToolButton()
-        layout_button.setIcon(viewer_actions.icon("layout"))
-        layout_button.setToolTip("Viewport layout (Alt+1 1x1, Alt+2 1x2, Alt+3 2x1, Alt+4 2x2)")
-        layout_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(layout_button)
-        for rows, columns in GRIDS:
-            menu.addAction(f"{rows} x {columns}", lambda r=rows, c=columns: self.set_grid(r, c))
-        menu.addAction("Rows x columns…", self.ask_grid)
-        menu.addSeparator()
-        menu.addAction("Save this arrangement as a hanging protocol…", self.save_protocol)
-        layout_button.setMenu(menu)
-        bar.addWidget(layout_button)
-        self.preset_box = QComboBox()
-        self.preset_box.setObjectName("preset_box")
-        self.preset_box.addItem(DEFAULT_CHOICE)
-        self.preset_box.addItems(list(self.presets))
-        self.preset_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)   # the arrow keys keep scrolling the images
-        self.preset_box.setToolTip("Window presets (number keys 1-9; 0: the image's own)")
-        self.preset_box.textActivated.connect(self._on_preset)
-        bar.addWidget(self.preset_box)
-        for action_id in ("view.invert", "view.rotate_left", "view.rotate_right", "view.flip_horizontal",
-                          "view.flip_vertical", "view.fit", "view.actual", "view.reset"):
-            bar.addAction(a[action_id])
-        bar.addSeparator()
-        bar.addAction(a["cine.toggle"])
-        self.fps_box = QDoubleSpinBox()
-        self.fps_box.setRange(0.5, 120.0)
-        self.fps_box.setDecimals(1)
-        self.fps_box.setSuffix(" fps")
-        self.fps_box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
-        self.fps_box.setToolTip("Cine frame rate (the file's own rate by default; [ and ] change it)")
-        self.fps_box.valueChanged.connect(lambda v: self.active_model.set_fps(v, time.monotonic())
-                                          if abs(v - self.active_model.cine.fps) > 1e-6 else None)
-        bar.addWidget(self.fps_box)
-        bar.addSeparator()
-        for action_id in ("link.scroll", "link.reference_lines", "key.toggle", "key.filter"):
-            bar.addAction(a[action_id])
-        export_button = QToolButton()
-        export_button.setIcon(viewer_actions.icon("export"))
-        export_button.setToolTip("Export (Ctrl+E viewport, Ctrl+Shift+E layout, Ctrl+C copy)")
-        export_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(export_button)
-        menu.addAction("Viewport with annotations…", lambda: self.export(False, True))
-        menu.addAction("Image only, without annotations…", lambda: self.export(False, False))
-        menu.addAction("Whole layout…", lambda: self.export(True, True))
-        menu.addAction("Copy the viewport to the clipboard", self.copy_to_clipboard)
-        export_button.setMenu(menu)
-        bar.addWidget(export_button)
-        mouse = QToolButton(text="Mouse")
-        mouse.setToolTip("What the middle and right buttons do")
-        mouse.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(mouse)
-        for button in ("middle", "right"):
-            sub = menu.addMenu(f"{button.capitalize()} button")
-            for choice in ("pan", "zoom", "scroll", "window"):
-                act = sub.addAction(choice.capitalize(), lambda b=button, c=choice: self.tools.set_button(b, c))
-                act.setCheckable(True)
-                act.setChecked(self.tools.buttons[button] == choice)
-                sub.aboutToShow.connect(lambda s=sub, b=button: [x.setChecked(x.text().lower() == self.tools.buttons[b])
-                                                                for x in s.actions()])
-        mouse.setMenu(menu)
-        bar.addWidget(mouse)
-        bar.addAction(a["help"])
-        return bar
 
     # --- what is open -------------------------------------------------------------------------
 
@@ -239,11 +166,22 @@ class StudyViewerWidget(QWidget):
         self.session.show(wanted[0])
 
     def add_prior(self, sets: StudySets) -> None:
-        """Another study of the patient beside the current one: re-arranged so both are seen."""
+        """Another study of the patient beside the current one: re-arranged by the protocols, and when
+        they do not show it (it is not an earlier study, say), the two side by side."""
         self.session.add_study(sets)
         self._watch(sets)
         self._load_annotations(sets.StudyInstanceUID)
         self.arrange()
+        shown = {d.StudyInstanceUID for d in self.shown_display_sets()}
+        if sets.StudyInstanceUID not in shown and sets.display_sets:
+            current = self.active_model.display_set or next(iter(self.session.current.display_sets), None)
+            other = hanging.default_order(sets.display_sets)[0]
+            cells = [(current.StudyInstanceUID, current.key) if current is not None else None,
+                     (other.StudyInstanceUID, other.key)]
+            window = self.active_model.window
+            self.session.arrange(1, 2, cells, "side by side")
+            for viewport in self.session.layout.viewports:   # the same window on both, to compare
+                viewport.set_window(window)
         self.refresh_strip()
         self._emit_shown()
 
@@ -365,9 +303,55 @@ class StudyViewerWidget(QWidget):
         for viewport in self.session.layout.viewports:
             viewport.cine_tick(now)
 
+    def link_studies(self) -> None:
+        """Scroll the active viewport's study with another study's viewports, keeping today's offset."""
+        layout = self.session.layout
+        active = layout.current
+        others = [v for v in layout.viewports if v is not active and v.display_set is not None
+                  and active.display_set is not None
+                  and v.display_set.FrameOfReferenceUID != active.display_set.FrameOfReferenceUID]
+        linked = sum(self.session.link_studies(active, v) for v in others)
+        self.status_changed.emit(f"Linked {linked} viewport{'s' if linked != 1 else ''} of other studies at their "
+                                 "current positions: they now scroll with this one." if linked else
+                                 "Nothing to link: show the other study beside this one first, at the same anatomy.")
+
+    def _fill_annotations_menu(self) -> None:
+        menu = self.annotations_menu
+        menu.clear()
+        for sets in self.session.studies:
+            items = self.session.annotations.for_study(sets.StudyInstanceUID)
+            if not items:
+                continue
+            menu.addSection(arranging_title(sets))
+            for a in items:
+                ds = next((d for d in sets.display_sets if any(
+                    f.SOPInstanceUID == a.SOPInstanceUID and f.frame == a.frame for f in d.frames)), None)
+                label = f"{a.kind.capitalize()}" + (f" “{a.text}”" if a.text else "")
+                where = f" — {ds.description}" if ds is not None else " — image not in the cache"
+                action = menu.addAction(label + where)
+                action.setEnabled(ds is not None)
+                action.triggered.connect(lambda checked=False, a=a, ds=ds: self.go_to(ds, a.SOPInstanceUID, a.frame, a.uid))
+        if menu.isEmpty():
+            menu.addAction("No annotations yet").setEnabled(False)
+
+    def go_to(self, ds: DisplaySet, sop_uid: str, frame: int, select: str | None = None) -> None:
+        """Show an image of a display set in the active viewport (an annotation chosen from the list)."""
+        model = self.active_model
+        if model.display_set is None or model.display_set.key != ds.key:
+            self.session.show(ds)
+            model = self.active_model
+        index = next((i for i, f in enumerate(model.frames) if f.SOPInstanceUID == sop_uid and f.frame == frame), None)
+        if index is not None:
+            model.set_index(index)
+        self.tools.selected = select
+        self.grid.repaint_all()
+
     def sync_actions(self) -> None:
         a = self.actions_by_id
         model = self.active_model
+        if hasattr(self, "link_window_action"):
+            self.link_window_action.setChecked(self.session.links.window)
+            self.link_zoom_action.setChecked(self.session.links.zoom)
         a["link.scroll"].setChecked(self.session.links.scroll)
         a["link.reference_lines"].setChecked(self.session.links.reference_lines)
         a["key.filter"].setChecked(model.key_filter is not None)
