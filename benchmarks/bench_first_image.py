@@ -47,7 +47,7 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
     marks: dict[str, float] = {}
     arrived: list[float] = []
     original_stored = retrieve_module._Tally.stored
-    original_show = Viewport._show
+    original_show = Viewport._refresh_image
 
     def stored(self, sop, size, when=None):
         if when is not None and not arrived:
@@ -55,14 +55,14 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
             marks["commit"] = time.monotonic()
         return original_stored(self, sop, size, when)
 
-    def show(self, renderer, index):
-        original_show(self, renderer, index)
+    def show(self):
+        original_show(self)
         if "shown" not in marks and self.image is not None:
             marks["shown"] = time.monotonic()
             marks["count"] = len(self.display_set) if self.display_set is not None else 0
 
     retrieve_module._Tally.stored = stored
-    Viewport._show = show
+    Viewport._refresh_image = show
     node = Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=30)
     save_settings(home, Settings(ae_title=WORKSTATION_AET, port=orthanc.workstation_port, nodes=[node]))
     window, services = build(home)
@@ -78,7 +78,7 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
                 browser.table.setCurrentIndex(browser.proxy.index(row, 0))
         started = time.monotonic()
         browser.open_button.click()
-        transfer = window.network.transfers[-1]
+        transfer = window.network.queue.transfers[-1]
         wait(app, lambda: "shown" in marks and transfer.finished, 60)
         marks["done"] = transfer.report.seconds if transfer.report else time.monotonic() - started
         marks["arrival"] = arrived[0]
@@ -86,7 +86,7 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
         return marks
     finally:
         retrieve_module._Tally.stored = original_stored
-        Viewport._show = original_show
+        Viewport._refresh_image = original_show
         window.close()
         shutdown(services)
 

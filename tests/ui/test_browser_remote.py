@@ -155,7 +155,9 @@ def test_open_a_remote_study_shows_images_while_they_arrive(qtbot, make_window, 
     qtbot.waitUntil(lambda: len(viewport.display_set) == 28, timeout=10000)
     assert len(viewport.model.frames) == 28
     strip = win.viewer.strip
+    qtbot.waitUntil(lambda: strip.expected.get(first.SeriesInstanceUID) == 28, timeout=10000)   # the node's count
     assert any("28 images" in strip.item(i).text() for i in range(strip.count()))
+    assert viewport.model.arriving is None                    # all here: no "(arriving: n of 28)" any more
 
 
 def test_cancel_a_retrieval_then_retry_fetches_the_rest(qtbot, make_window, orthanc):

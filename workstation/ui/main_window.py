@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.viewers: list[StudyViewerWidget] = []
         self._origins: dict[str, Node] = {}          # StudyInstanceUID -> the node it was opened from
         self._priors_opening: OpeningHandle | None = None
+        self._expected: dict[str, dict[str, int]] = {}   # StudyInstanceUID -> images per series on the node
         self._open_first_after_import = False
         self._import_report: ImportReport | None = None
         self.setWindowTitle("Workstation")
@@ -293,6 +294,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(viewer, tab_title(sets.study))
             self.tabs.setCurrentWidget(viewer)
             viewer.open_study(sets, series_uid)
+            if sets.StudyInstanceUID in self._expected:
+                viewer.set_expected(self._expected[sets.StudyInstanceUID])
             self._find_priors(viewer, sets.study)
         else:
             self.tabs.setCurrentWidget(viewer)
@@ -371,9 +374,18 @@ class MainWindow(QMainWindow):
                                                description=study_description(study), priority=Priority.OPENED)
         self._origins[uid] = node
         self._open(self.loader.open_study(uid, series_uid, transfer=transfer), series_uid)  # what is local shows at once
+        counts = self.network.queries.series(node, uid)   # how many images each series will have
+        counts.succeeded.connect(lambda found: self._expect(uid, {s.SeriesInstanceUID: s.NumberOfSeriesRelatedInstances
+                                                                  for s, _local in found}))
         self.show_status(f"Retrieving {study_description(study)} from {node.name}; "
                          "the images show as soon as they arrive.")
         return transfer
+
+    def _expect(self, study_uid: str, counts: dict[str, int]) -> None:
+        self._expected[study_uid] = counts
+        viewer = self.viewer_of(study_uid)
+        if viewer is not None:
+            viewer.set_expected(counts)
 
     def _on_transfer_added(self, transfer: Transfer) -> None:
         transfer.ended.connect(lambda: self._on_transfer_ended(transfer))

@@ -198,6 +198,25 @@ class StudyViewerWidget(QWidget):
 
     def refresh_strip(self) -> None:
         self.strip.show_session(self.session, self.others)
+        self._mark_arriving()
+
+    def set_expected(self, counts: dict[str, int]) -> None:
+        """How many images each series will have once a retrieval is done (from the node's answer):
+        the strip and the corners say how many are here of them while they arrive."""
+        self.strip.expected.update(counts)
+        self.refresh_strip()
+
+    def _mark_arriving(self) -> None:
+        expected = self.strip.expected
+        for viewport in self.session.layout.viewports:
+            ds = viewport.display_set
+            total = expected.get(ds.SeriesInstanceUID, 0) if ds is not None else 0
+            here = sum(len(d) for d in self.session.display_sets() if ds is not None
+                       and d.SeriesInstanceUID == ds.SeriesInstanceUID)
+            arriving = (here, total) if total > here else None
+            if arriving != viewport.arriving:
+                viewport.arriving = arriving
+                viewport.changed.emit(frozenset({"frame"}))
 
     def show_in(self, cell: int | None, study_uid: str, key: str) -> None:
         ds = self.session.find(study_uid, key)
