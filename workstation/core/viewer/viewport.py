@@ -53,14 +53,15 @@ class ViewportModel:
     # --- what to show -------------------------------------------------------------------------
 
     def show(self, display_set: DisplaySet | None, index: int = 0, view: ViewState | None = None) -> None:
-        """Show another display set (or nothing): its own window, a fitted view unless `view` is given."""
+        """Show another display set (or nothing): its own window, a fitted upright view unless `view` is
+        given (smoothing stays as the user set it)."""
         self.display_set = display_set
         self.window = None
         self.series_window = None
         self.renderer = None
         self.shown = None
         self.cine = Cine(fps=(display_set.frame_rate if display_set and display_set.frame_rate else DEFAULT_FPS))
-        self.view = view if view is not None else ViewState(invert=self.view.invert, interpolate=self.view.interpolate)
+        self.view = view if view is not None else ViewState(interpolate=self.view.interpolate)
         self._layout = None
         self.frames = self._filtered()
         self.error = "" if display_set is None or len(display_set) else "this series has no images"
