@@ -32,3 +32,13 @@ def native_size_formula(rows: int, columns: int, samples: int, bits_allocated: i
 def padded(length: int) -> int:
     """A value's length on file: elements have even lengths."""
     return length + (length & 1)
+
+
+def frame_span(index: int, rows: int, columns: int, samples: int, bits_allocated: int,
+               photometric: str = "") -> tuple[int, int]:
+    """(offset from the start of the pixel data, length) of native frame `index`: frames follow one
+    another without padding. 1-bit frames need not start on a byte, so they have no byte span."""
+    if bits_allocated == 1:
+        raise ValueError("1-bit frames are packed across byte boundaries")
+    length = native_size(rows, columns, samples, bits_allocated, 1, photometric)
+    return index * length, length

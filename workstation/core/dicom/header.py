@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,8 +34,13 @@ DEFER = 1024
 PIXEL_DATA = 0x7FE00010
 LAST_HEADER_GROUP = 0x0028
 _PIXEL_TAG_LE = b"\xe0\x7f\x10\x00"
-_FUNCTIONAL_GROUPS_LE = (b"\x00\x52\x29\x92", b"\x00\x52\x30\x92")
-"""(5200,9229) and (5200,9230) as stored: where enhanced objects keep the geometry of their frames."""
+_FUNCTIONAL_GROUPS_LE = re.compile(rb"\x52[\x29\x30]\x92")
+"""(5200,9229) and (5200,9230) as stored (the group's low byte 00 before the match): where enhanced
+objects keep the geometry of their frames."""
+_OVERLAYS_LE = re.compile(rb"\x60(?:\x10\x00|\x00\x30)")
+"""(60xx,0010) Overlay Rows and (60xx,3000) Overlay Data as stored (the group's low byte, even and at
+most 1E, before the match): an overlay plane, in Overlay Data or in the unused bits of Pixel Data, is
+read from the whole header."""
 _MAX_SKIPPED = 1 << 20
 _NATIVE_LE = frozenset({str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)})
 
@@ -50,6 +56,9 @@ class Header:
     dataset: Dataset
     meta: Dataset
     transfer_syntax: str
+    mentioned: frozenset[int] = frozenset()
+    """Those of the `watch` tags whose bytes occur in the part of the header left unparsed (at the top
+    level or nested, or by chance in a value): a tag not in it is certainly absent."""
 
 
 @lru_cache(maxsize=64)
@@ -151,12 +160,13 @@ def _after_header_groups(tag, vr, length) -> bool:
     return tag.group > LAST_HEADER_GROUP
 
 
-def read_to_pixel_module(read: Read, head: bytes, size: int) -> Header | None:
+def read_to_pixel_module(read: Read, head: bytes, size: int, watch: tuple[int, ...] = ()) -> Header | None:
     """The fast path: File Meta and data set up to group 0028 from `head` (the file's first bytes), then
     native little-endian Pixel Data verified to end the file (of `size` bytes).
 
-    None unless all of that holds and no functional groups sit in the skipped part (enhanced objects
-    keep their frames' geometry there): the caller then reads the whole header.
+    None unless all of that holds and neither functional groups (enhanced objects keep their frames'
+    geometry there) nor overlay planes sit in the skipped part: the caller then reads the whole header.
+    `watch` names tags beyond group 0028 the caller may need; `Header.mentioned` says which may be there.
     """
     opened = read_file_meta(head)
     if opened is None:
@@ -178,19 +188,20 @@ def read_to_pixel_module(read: Read, head: bytes, size: int) -> Header | None:
     frames = max(1, integer(ds, "NumberOfFrames") or 1)
     length = padded(native_size(rows, columns, integer(ds, "SamplesPerPixel") or 1, bits, frames,
                                 text(ds, "PhotometricInterpretation")))
-    element = pixel_element_at_end(read, head, stop, size, length, implicit)
-    if element is None:
+    found = pixel_element_at_end(read, head, stop, size, length, implicit, watch)
+    if found is None:
         return None
-    ds._dict[PIXEL_DATA] = element
-    return Header(ds, meta, ts)
+    ds._dict[PIXEL_DATA], mentioned = found
+    return Header(ds, meta, ts, mentioned)
 
 
-def pixel_element_at_end(read: Read, head: bytes, stop: int, size: int, length: int,
-                         implicit: bool) -> RawDataElement | None:
-    """The Pixel Data element of `length` bytes ending the file, checked byte for byte, or None.
+def pixel_element_at_end(read: Read, head: bytes, stop: int, size: int, length: int, implicit: bool,
+                         watch: tuple[int, ...] = ()) -> tuple[RawDataElement, frozenset[int]] | None:
+    """The Pixel Data element of `length` bytes ending the file, checked byte for byte, and which of the
+    `watch` tags occur before it; None without it.
 
     Everything from `stop` (where the partial parse ended) to that element is looked through for the
-    tags of functional groups.
+    tags of functional groups and overlay planes (None when one is there) and of `watch`.
     """
     header = 8 if implicit else 12
     start = size - length - header
@@ -207,9 +218,24 @@ def pixel_element_at_end(read: Read, head: bytes, stop: int, size: int, length: 
         vr, found = element[4:6].decode(), element[8:12]
     else:
         return None
-    if int.from_bytes(found, "little") != length or any(tag in skipped for tag in _FUNCTIONAL_GROUPS_LE):
+    if int.from_bytes(found, "little") != length or _declined(skipped):
         return None
-    return RawDataElement(BaseTag(PIXEL_DATA), vr, length, None, end, implicit, True)
+    mentioned = frozenset(tag for tag in watch if _stored_tag(tag) in skipped)
+    return RawDataElement(BaseTag(PIXEL_DATA), vr, length, None, end, implicit, True), mentioned
+
+
+def _declined(skipped: bytes) -> bool:
+    """Whether the tag of a functional group or of an overlay plane occurs in `skipped` (a regular
+    expression starting with a rarer byte than the groups' low ones scans fastest)."""
+    if any(skipped[m.start() - 1] == 0 for m in _FUNCTIONAL_GROUPS_LE.finditer(skipped, 1)):
+        return True
+    return any(skipped[m.start() - 1] <= 0x1E and not skipped[m.start() - 1] & 1
+               for m in _OVERLAYS_LE.finditer(skipped, 1))
+
+
+def _stored_tag(tag: int) -> bytes:
+    """A tag as little-endian data sets store it: group, then element, each little-endian."""
+    return (tag >> 16).to_bytes(2, "little") + (tag & 0xFFFF).to_bytes(2, "little")
 
 
 def native_pixel_location(ds: Dataset, transfer_syntax: str) -> tuple[int | None, int]:
