@@ -110,7 +110,7 @@ def plane_from_dataset(ds: Any, index: int = 0) -> ImagePlane | None:
         return None
     spacing = pixel_spacing(ds, index) or (1.0, 1.0)
     try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
+        rows, columns = int(ds.get("Rows")), int(ds.get("Columns"))
     except (AttributeError, TypeError, ValueError):
         return None
     return ImagePlane(pos, row / rn, col / cn, spacing, rows, columns)

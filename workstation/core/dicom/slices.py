@@ -131,9 +131,9 @@ class _RecordValues:
             "ImagePositionPatient": record.ImagePositionPatient,
             "ImageOrientationPatient": record.ImageOrientationPatient,
             "PixelSpacing": record.PixelSpacing,
+            "Rows": record.Rows,
+            "Columns": record.Columns,
         }
-        self.Rows = record.Rows
-        self.Columns = record.Columns
 
     def get(self, keyword: str, default=None):
         value = self._values.get(keyword)

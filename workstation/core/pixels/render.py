@@ -10,7 +10,7 @@ import numpy as np
 
 from workstation.core.dicom.geometry import patient_orientation
 
-from .image import ImageSource
+from .image import ImageSource, ModalityTransform
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
 
 MAX_TABLE = 1 << 16
@@ -18,7 +18,12 @@ MAX_TABLE = 1 << 16
 
 
 class FrameRenderer:
-    """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step."""
+    """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step.
+
+    It keeps only what rendering needs: an index into a small table per window (the stored frame it
+    was built from is not kept) and what it read of the header, on the decoding worker, so that
+    painting reads no dataset.
+    """
 
     def __init__(self, source: ImageSource, frame: int = 0) -> None:
         self.source = source
@@ -30,27 +35,37 @@ class FrameRenderer:
         self.invert = source.invert
         self._rgb: np.ndarray | None = None
         self._index: np.ndarray | None = None
-        self._inputs: np.ndarray | None = None
+        self._first = 0                         # the stored value index 0 stands for
+        self._transform: ModalityTransform | None = None
         self._values: np.ndarray | None = None
         self.voi_luts: list[VoiLut] = []
+        # A single frame is decoded for this renderer alone and its buffer becomes the index; a frame of
+        # a multi-frame file comes from (and stays in) the source's LRU.
+        owned = source.number_of_frames == 1
+        stored = source.decode_frame(frame) if owned else source.stored_frame(frame)
         if self.is_color:
-            self._rgb = np.ascontiguousarray(source.stored_frame(frame))
+            self._rgb = np.ascontiguousarray(stored)
             self.value_range = (0.0, 255.0)
             self.file_windows: list[Window] = []
             self.default_window = Window(127.5, 256.0, "LINEAR", "colour")
             return
-        stored = source.stored_frame(frame)
         transform = source.modality_transform(frame)
         if stored.dtype.kind in "iub" and stored.size:
             smin, smax = int(stored.min()), int(stored.max())
         else:
             smin, smax = 0, MAX_TABLE
         if stored.dtype.kind in "iub" and smax - smin < MAX_TABLE:
-            index = np.empty(stored.shape, dtype=np.uint16)
+            kind = np.uint8 if smax - smin < 256 else np.uint16
+            if owned and stored.dtype.itemsize == np.dtype(kind).itemsize and stored.flags.c_contiguous:
+                index = stored.view(kind)   # stored - smin in place: same bytes, same positions
+            else:
+                index = np.empty(stored.shape, dtype=kind)
             np.subtract(stored, smin, out=index, casting="unsafe")
-            self._index = index
-            self._inputs = transform.apply_values(np.arange(smin, smax + 1))
-            vmin, vmax = float(self._inputs.min()), float(self._inputs.max())
+            del stored
+            self._index, self._first, self._transform = index, smin, transform
+            self._span = smax - smin + 1
+            inputs = self._inputs
+            vmin, vmax = float(inputs.min()), float(inputs.max())
         else:
             self._values = transform.apply(stored).astype(np.float64)
             vmin, vmax = (
@@ -62,6 +77,17 @@ class FrameRenderer:
         self.file_windows = source.windows(frame)
         self.voi_luts = [] if self.file_windows else source.voi_lut_sequence(frame)
         self.default_window = self.file_windows[0] if self.file_windows else full_range_window(vmin, vmax)
+
+    @property
+    def _inputs(self) -> np.ndarray:
+        """The modality value of each index entry, made for each table (a few microseconds) rather than kept."""
+        return self._transform.apply_values(np.arange(self._first, self._first + self._span))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this renderer keeps (not its source's: a multi-frame source's LRU is its own)."""
+        arrays = [self._rgb, self._index, self._values] + [lut.data for lut in self.voi_luts]
+        return sum(a.nbytes for a in arrays if a is not None)
 
     @property
     def windowed(self) -> bool:
