@@ -105,6 +105,44 @@ def test_multi_frame_native_frames_read_at_their_offsets(name, monkeypatch):
     np.testing.assert_array_equal(fast.stored_frame(1), pydicom.dcmread(path).pixel_array[1])
 
 
+def test_header_scan_equals_pydicom_read_dataset(samples):
+    """The fast path's own scan of groups up to 0028 makes exactly the Dataset pydicom's read_dataset makes
+    of the same bytes (raw elements, undefined-length sequences, stop position, character set), on every
+    native little-endian file of the corpus and of pydicom's test files; the rare file it declines
+    goes to read_dataset itself."""
+    from pydicom.dataelem import DataElement
+    from pydicom.filereader import read_dataset
+
+    from workstation.core.dicom import header
+
+    with MANIFEST.open() as f:
+        paths = [samples / row["path"] for row in csv.DictReader(f, delimiter="\t")]
+    paths += sorted(Path(pydicom.data.__file__).parent.glob("test_files/**/*.dcm"))
+    compared = 0
+    for path in paths:
+        head = path.read_bytes()[:PREFIX]
+        opened = header.read_file_meta(head)
+        if opened is None or opened[2] not in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1"):
+            continue
+        fp, _, ts = opened
+        implicit = ts == "1.2.840.10008.1.2"
+        scanned = header._header_groups(head, fp.tell(), implicit)
+        if scanned is None:
+            continue
+        ds, stop = scanned
+        ref = read_dataset(fp, implicit, True, defer_size=header.DEFER, stop_when=header._after_header_groups)
+        assert stop == fp.tell() and list(ds._dict) == list(ref._dict), path
+        for tag, ours in ds._dict.items():
+            theirs = ref._dict[tag]
+            if isinstance(ours, DataElement):
+                assert isinstance(theirs, DataElement) and ours == theirs and ours.file_tell == theirs.file_tell
+            else:
+                assert tuple(ours) == tuple(theirs), (path, tag)
+        assert (ds.original_encoding, ds.original_character_set) == (ref.original_encoding, ref.original_character_set)
+        compared += 1
+    assert compared >= 430
+
+
 def test_single_frame_renderer_keeps_at_most_1_1x_the_decoded_frame(samples):
     """Open + FrameRenderer of a CT slice, then only the renderer referenced: what stays allocated is
     the renderer's index (the decoded size) and a small header, not the file's pixel bytes, the decoded

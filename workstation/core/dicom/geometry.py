@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +106,10 @@ def plane_from_dataset(ds: Any, index: int = 0) -> ImagePlane | None:
     if pos is None or cos is None:
         return None
     row, col = cos[:3], cos[3:]
-    rn, cn = np.linalg.norm(row), np.linalg.norm(col)
-    if rn < 1e-6 or cn < 1e-6 or np.linalg.norm(np.cross(row, col)) < 1e-3:
+    (rx, ry, rz), (cx, cy, cz) = row.tolist(), col.tolist()   # plain floats: numpy is slow on 3-vectors
+    rn, cn = math.sqrt(rx * rx + ry * ry + rz * rz), math.sqrt(cx * cx + cy * cy + cz * cz)
+    nx, ny, nz = ry * cz - rz * cy, rz * cx - rx * cz, rx * cy - ry * cx
+    if rn < 1e-6 or cn < 1e-6 or math.sqrt(nx * nx + ny * ny + nz * nz) < 1e-3:
         return None
     spacing = pixel_spacing(ds, index) or (1.0, 1.0)
     try:

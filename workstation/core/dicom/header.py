@@ -13,15 +13,20 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydicom.dataelem import RawDataElement
+from pydicom import config
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
+from pydicom.filereader import read_dataset, read_sequence
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.values import convert_string
 
 from workstation.core.dicom.deflated import VRS, inflate
 from workstation.core.dicom.frames import native_size, padded
@@ -160,6 +165,88 @@ def _after_header_groups(tag, vr, length) -> bool:
     return tag.group > LAST_HEADER_GROUP
 
 
+_SHORT_HEADER_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FD", b"FL", b"IS", b"LO", b"LT",
+                               b"PN", b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
+_VR_NAMES = {vr: vr.decode() for vr in _SHORT_HEADER_VRS | _LONG_HEADER_VRS}
+_EMPTY = {vr: empty_value_for_VR(name, raw=True) for vr, name in _VR_NAMES.items()}
+
+
+def _header_groups(head: bytes, pos: int, implicit: bool) -> tuple[Dataset, int] | None:
+    """The little-endian data set from `pos` up to group 0028 and where it stopped: the same Dataset of
+    RawDataElements as pydicom's read_dataset (stopping there, values over DEFER deferred) makes of
+    the same bytes, about four times as fast. None at anything but defined lengths and known VRs, or
+    an encoding other than the transfer syntax says (pydicom's read_dataset then reads it);
+    undefined-length sequences are read by pydicom's read_sequence, as read_dataset would."""
+    n = len(head)
+    if pos + 8 > n or (0x40 < head[pos + 4] < 0x5B and 0x40 < head[pos + 5] < 0x5B) == implicit:
+        return None
+    unpack = struct.unpack_from
+    empty_implicit = empty_value_for_VR(None, raw=True)
+    encoding: str | list[str] = default_encoding
+    elements: dict[BaseTag, RawDataElement] = {}
+    while True:
+        if pos + 8 > n:
+            return None
+        group, element, length = unpack("<HHL", head, pos)
+        if group > LAST_HEADER_GROUP:
+            break
+        if implicit:
+            vr, start, empty = None, pos + 8, empty_implicit
+        else:
+            code = head[pos + 4:pos + 6]
+            vr = _VR_NAMES.get(code)
+            if vr is None:
+                return None
+            if code in _LONG_HEADER_VRS:
+                if pos + 12 > n:
+                    return None
+                start, length = pos + 12, unpack("<L", head, pos + 8)[0]
+            else:
+                start, length = pos + 8, length >> 16
+            empty = _EMPTY[code]
+        tag = BaseTag(group << 16 | element)
+        if length == 0xFFFFFFFF:
+            # An undefined-length sequence is read by pydicom's read_sequence, as its generator does.
+            if vr == "UN" and config.settings.infer_sq_for_un_vr:
+                vr = "SQ"
+            if vr != "SQ" and not (implicit and _dictionary_vr(tag) == "SQ"):
+                return None
+            fp = io.BytesIO(head)
+            fp.seek(start)
+            try:
+                sequence = read_sequence(fp, implicit, True, length, encoding)
+            except Exception:
+                return None
+            elements[tag] = DataElement(tag, "SQ", sequence, start, is_undefined_length=True)
+            pos = fp.tell()
+            if pos > n:
+                return None
+            continue
+        end = start + length
+        if end > n or group == 0xFFFE:
+            return None
+        if length > DEFER and tag != 0x00080005:
+            value = None
+        else:
+            value = head[start:end] if length else empty
+            if tag == 0x00080005:
+                encoding = convert_encodings(convert_string(value or b"", True))
+        elements[tag] = RawDataElement(tag, vr, length, value, start, implicit, True)
+        pos = end
+    ds = Dataset(elements, parent_encoding=default_encoding)
+    charset = elements.get(BaseTag(0x00080005))
+    encoding = convert_encodings(convert_raw_data_element(charset).value) if charset is not None else default_encoding
+    ds.set_original_encoding(implicit, True, encoding)
+    return ds, pos
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
 def read_to_pixel_module(read: Read, head: bytes, size: int, watch: tuple[int, ...] = ()) -> Header | None:
     """The fast path: File Meta and data set up to group 0028 from `head` (the file's first bytes), then
     native little-endian Pixel Data verified to end the file (of `size` bytes).
@@ -175,11 +262,15 @@ def read_to_pixel_module(read: Read, head: bytes, size: int, watch: tuple[int, .
     if ts not in _NATIVE_LE:
         return None
     implicit = ts == ImplicitVRLittleEndian
-    try:
-        ds = read_dataset(fp, implicit, True, defer_size=DEFER, stop_when=_after_header_groups)
-    except Exception:
-        return None
-    stop = fp.tell()
+    scanned = _header_groups(head, fp.tell(), implicit)
+    if scanned is not None:
+        ds, stop = scanned
+    else:
+        try:
+            ds = read_dataset(fp, implicit, True, defer_size=DEFER, stop_when=_after_header_groups)
+        except Exception:
+            return None
+        stop = fp.tell()
     if stop + 8 > len(head) or int.from_bytes(head[stop:stop + 2], "little") <= LAST_HEADER_GROUP:
         return None   # the header ended (no pixel data) or the prefix was too short to tell
     rows, columns, bits = integer(ds, "Rows"), integer(ds, "Columns"), integer(ds, "BitsAllocated")
