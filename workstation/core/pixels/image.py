@@ -39,6 +39,7 @@ from workstation.core.dicom.values import Values, integer, text
 
 from .errors import PixelDataError
 from .native import as_stored_values, read_stored
+from .overlays import Overlay, embedded, frame_overlays, overlay_groups
 from .voi import FUNCTIONS, VoiLut, Window
 
 MAX_FRAME_BYTES = 1 << 30
@@ -596,3 +597,15 @@ class ImageSource:
         """Geometry of a frame (per-frame functional groups for enhanced objects); None without IPP/IOP."""
         self._check_index(index)
         return plane_from_dataset(self._values, index)
+
+    def overlays(self, index: int = 0) -> list[Overlay]:
+        """The overlay planes that apply to frame `index` (empty for a fast-path file: the fast path
+        declines files with overlay planes). A plane in the unused bits of Pixel Data is read from the
+        frame decoded again without the Bits Stored mask."""
+        self._check_index(index)
+        if self._mentioned is not None or not overlay_groups(self.dataset):
+            return []
+        unmasked = None
+        if embedded(self.dataset) and not self.is_color:
+            unmasked = self._decoded(index, correct=False)
+        return frame_overlays(self.dataset, index, unmasked)

@@ -11,6 +11,7 @@ import numpy as np
 from workstation.core.dicom.geometry import patient_orientation
 
 from .image import ImageSource, ModalityTransform
+from .overlays import Overlay
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
 
 MAX_TABLE = 1 << 16
@@ -21,8 +22,8 @@ class FrameRenderer:
     """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step.
 
     It keeps only what rendering needs: an index into a small table per window (the stored frame it
-    was built from is not kept) and what it read of the header, on the decoding worker, so that
-    painting reads no dataset.
+    was built from is not kept), its overlay planes, and what it read of the header, on the decoding
+    worker, so that painting reads no dataset.
     """
 
     def __init__(self, source: ImageSource, frame: int = 0) -> None:
@@ -31,6 +32,8 @@ class FrameRenderer:
         self.number_of_frames = source.number_of_frames
         self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
+        self.overlays: list[Overlay] = source.overlays(frame)
+        """The overlay planes of this frame, for the viewer to paint as a layer (not burnt in)."""
         self.is_color = source.is_color
         self.invert = source.invert
         self._rgb: np.ndarray | None = None
@@ -87,6 +90,7 @@ class FrameRenderer:
     def nbytes(self) -> int:
         """Bytes of the arrays this renderer keeps (not its source's: a multi-frame source's LRU is its own)."""
         arrays = [self._rgb, self._index, self._values] + [lut.data for lut in self.voi_luts]
+        arrays += [overlay.bitmap for overlay in self.overlays]
         return sum(a.nbytes for a in arrays if a is not None)
 
     @property
