@@ -58,6 +58,16 @@ def _groups(ds: Any, index: int) -> list[Any]:
     return items
 
 
+def frame_item(ds: Any, index: int, sequence: str) -> Any:
+    """The item of a functional group macro's sequence that applies to one frame (per-frame wins over
+    shared), else None."""
+    for item in _groups(ds, index):
+        seq = item.get(sequence)
+        if seq:
+            return seq[0]
+    return None
+
+
 def frame_attribute(ds: Any, index: int, sequence: str, keyword: str) -> Any:
     """An attribute from a functional group macro (per-frame wins over shared), else None."""
     for item in _groups(ds, index):

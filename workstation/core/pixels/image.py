@@ -40,6 +40,7 @@ from workstation.core.dicom.values import Values, integer, text
 from .errors import PixelDataError
 from .native import as_stored_values, read_stored
 from .overlays import Overlay, embedded, frame_overlays, overlay_groups
+from .shutters import Shutter, read_shutter
 from .voi import FUNCTIONS, VoiLut, Window
 
 MAX_FRAME_BYTES = 1 << 30
@@ -597,6 +598,11 @@ class ImageSource:
         """Geometry of a frame (per-frame functional groups for enhanced objects); None without IPP/IOP."""
         self._check_index(index)
         return plane_from_dataset(self._values, index)
+
+    def shutter(self, index: int = 0) -> Shutter | None:
+        """The frame's display shutter (C.7.6.11, or its Frame Display Shutter functional group), or None."""
+        self._check_index(index)
+        return read_shutter(self._values, index)
 
     def overlays(self, index: int = 0) -> list[Overlay]:
         """The overlay planes that apply to frame `index` (empty for a fast-path file: the fast path

@@ -12,6 +12,7 @@ from workstation.core.dicom.geometry import patient_orientation
 
 from .image import ImageSource, ModalityTransform
 from .overlays import Overlay
+from .shutters import Shutter, shutter_mask
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
 
 MAX_TABLE = 1 << 16
@@ -22,8 +23,8 @@ class FrameRenderer:
     """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step.
 
     It keeps only what rendering needs: an index into a small table per window (the stored frame it
-    was built from is not kept), its overlay planes, and what it read of the header, on the decoding
-    worker, so that painting reads no dataset.
+    was built from is not kept), its overlay planes, its display shutter's mask, and what it read of
+    the header, on the decoding worker, so that painting reads no dataset.
     """
 
     def __init__(self, source: ImageSource, frame: int = 0) -> None:
@@ -34,6 +35,8 @@ class FrameRenderer:
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
         self.overlays: list[Overlay] = source.overlays(frame)
         """The overlay planes of this frame, for the viewer to paint as a layer (not burnt in)."""
+        self.shutter: Shutter | None = source.shutter(frame)
+        """The display shutter `render()` applies (outside it: its grey, black without one), or None."""
         self.is_color = source.is_color
         self.invert = source.invert
         self._rgb: np.ndarray | None = None
@@ -41,11 +44,14 @@ class FrameRenderer:
         self._first = 0                         # the stored value index 0 stands for
         self._transform: ModalityTransform | None = None
         self._values: np.ndarray | None = None
+        self._shuttered: np.ndarray | None = None   # True outside the shutter
         self.voi_luts: list[VoiLut] = []
         # A single frame is decoded for this renderer alone and its buffer becomes the index; a frame of
         # a multi-frame file comes from (and stays in) the source's LRU.
         owned = source.number_of_frames == 1
         stored = source.decode_frame(frame) if owned else source.stored_frame(frame)
+        if self.shutter is not None:
+            self._shuttered = ~shutter_mask(stored.shape[:2], self.shutter)
         if self.is_color:
             self._rgb = np.ascontiguousarray(stored)
             self.value_range = (0.0, 255.0)
@@ -89,7 +95,7 @@ class FrameRenderer:
     @property
     def nbytes(self) -> int:
         """Bytes of the arrays this renderer keeps (not its source's: a multi-frame source's LRU is its own)."""
-        arrays = [self._rgb, self._index, self._values] + [lut.data for lut in self.voi_luts]
+        arrays = [self._rgb, self._index, self._values, self._shuttered] + [lut.data for lut in self.voi_luts]
         arrays += [overlay.bitmap for overlay in self.overlays]
         return sum(a.nbytes for a in arrays if a is not None)
 
@@ -99,7 +105,14 @@ class FrameRenderer:
         return not self.is_color and not self.voi_luts   # voi_luts is empty when the file has windows
 
     def render(self, window: Window | None = None) -> np.ndarray:
-        """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI."""
+        """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI. Pixels
+        outside the display shutter take its grey (a P-value, so after any inversion)."""
+        out = self._render(window)
+        if self._shuttered is not None:
+            out[self._shuttered] = self.shutter.grey
+        return out
+
+    def _render(self, window: Window | None) -> np.ndarray:
         if self._rgb is not None:
             return self._rgb.copy()
         if window is None and self.voi_luts:
