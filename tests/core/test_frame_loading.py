@@ -57,6 +57,7 @@ def _same_source(fast: ImageSource, full: ImageSource, frames: list[int]) -> Non
         assert a.dtype == b.dtype and np.array_equal(a, b), f"frame {i}"
         assert np.array_equal(fast.modality_frame(i), full.modality_frame(i)), f"frame {i}"
         assert fast.windows(i) == full.windows(i)
+        assert fast.spacing(i) == full.spacing(i) and fast.shutter(i) == full.shutter(i)
         pa, pb = fast.plane(i), full.plane(i)
         assert (pa is None) == (pb is None)
         if pa is not None:

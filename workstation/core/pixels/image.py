@@ -26,7 +26,13 @@ from pydicom.uid import UID
 
 from workstation.core.dicom.codecs import decoder_problem, transfer_syntax_name
 from workstation.core.dicom.frames import frame_span, native_size
-from workstation.core.dicom.geometry import ImagePlane, frame_attribute, plane_from_dataset
+from workstation.core.dicom.geometry import (
+    ImagePlane,
+    SpacingInfo,
+    frame_attribute,
+    plane_from_dataset,
+    spacing_info,
+)
 from workstation.core.dicom.header import (
     DEFER,
     PREFIX,
@@ -598,6 +604,11 @@ class ImageSource:
         """Geometry of a frame (per-frame functional groups for enhanced objects); None without IPP/IOP."""
         self._check_index(index)
         return plane_from_dataset(self._values, index)
+
+    def spacing(self, index: int = 0) -> SpacingInfo:
+        """What the frame's pixel spacing means (in the patient, at the detector, ultrasound regions, none)."""
+        self._check_index(index)
+        return spacing_info(self._values, index)
 
     def shutter(self, index: int = 0) -> Shutter | None:
         """The frame's display shutter (C.7.6.11, or its Frame Display Shutter functional group), or None."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workstation.core.dicom.geometry import patient_orientation
+from workstation.core.dicom.geometry import SpacingInfo, patient_orientation
 
 from .image import ImageSource, ModalityTransform
 from .overlays import Overlay
@@ -33,6 +33,8 @@ class FrameRenderer:
         self.number_of_frames = source.number_of_frames
         self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
+        self.spacing: SpacingInfo | None = source.spacing(frame)
+        """What the pixel spacing means (patient, detector, ultrasound regions, unknown) and its caution."""
         self.overlays: list[Overlay] = source.overlays(frame)
         """The overlay planes of this frame, for the viewer to paint as a layer (not burnt in)."""
         self.shutter: Shutter | None = source.shutter(frame)
