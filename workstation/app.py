@@ -30,7 +30,9 @@ def build(home: Path):
         runner.close()
         return None, None
     cache_service = CacheService(cache, runner)
-    frames = FrameService()
+    from workstation.core.viewer.overlay import all_keywords
+
+    frames = FrameService(keywords=all_keywords(home))   # what the corner texts read of each header
     network = NetworkService(home, cache, settings)
     window = MainWindow(cache_service, frames, network)
     network.storage.start()  # its state (or a busy port, in words) reaches the status bar

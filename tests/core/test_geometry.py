@@ -119,3 +119,89 @@ def test_ct_plane_from_header(samples):
     p = plane_from_dataset(ds)
     np.testing.assert_allclose(p.position, [float(v) for v in ds.ImagePositionPatient])
     assert p.pixel_spacing == (0.451171875, 0.451171875)
+
+
+# --- what the pixel spacing means (PS3.3 10.7.1, C.8.5.5) -----------------------------------------------
+
+CR_DIRS = "pydicom/data/test_files/dicomdirtests/77654033"
+
+
+def _spacing(samples, rel, frame=0):
+    from workstation.core.pixels import FrameRenderer
+
+    renderer = FrameRenderer(ImageSource.open(samples / rel), frame)   # computed on the worker, kept on the renderer
+    return renderer.spacing
+
+
+def test_spacing_of_ct_is_in_the_patient(samples):
+    spacing = _spacing(samples, "dcm_qa_ct/In/Philips/S21570/S2020/I10")
+    ds = pydicom.dcmread(samples / "dcm_qa_ct/In/Philips/S21570/S2020/I10")
+    assert (spacing.kind, spacing.note) == ("patient", "")
+    assert (spacing.row_mm, spacing.column_mm) == tuple(float(v) for v in ds.PixelSpacing)
+    enhanced = _spacing(samples, "dcm_qa_enh/In/Siemens/XA10/6_1.dcm", 3)   # Pixel Measures functional group
+    assert enhanced.kind == "patient" and enhanced.row_mm == 3.375
+
+
+def test_pixel_spacing_equal_to_imager_pixel_spacing_is_at_the_detector(samples):
+    """Monochrome1-Jpeg.dcm (CR) has both, equal (0.175): by PS3.3 10.7.1.1 Pixel Spacing equal to Imager
+    Pixel Spacing means the image was not calibrated for geometric magnification, so the spacing is the
+    detector's, whichever attribute is read."""
+    spacing = _spacing(samples, "orthanc_tests/Database/Issue44/Monochrome1-Jpeg.dcm")
+    assert (spacing.kind, spacing.row_mm, spacing.column_mm) == ("detector", 0.175, 0.175)
+    assert spacing.note == "Spacing at the detector: distances are not corrected for magnification"
+
+
+def test_imager_pixel_spacing_alone_is_at_the_detector():
+    from pathlib import Path
+
+    root = Path(pydicom.__file__).parent.parent / CR_DIRS
+    paths = sorted(p for p in root.glob("CR*/*"))
+    assert len(paths) == 3
+    for path in paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert "PixelSpacing" not in ds and ds.Modality == "CR"
+        spacing = ImageSource.open(path).spacing()
+        assert (spacing.kind, spacing.row_mm, spacing.column_mm) == ("detector", *map(float, ds.ImagerPixelSpacing))
+
+
+def test_ultrasound_regions_give_spacing_only_inside_them(samples):
+    """Issue16.dcm has two regions: a 2D one in cm both ways (Physical Delta X/Y 0.02857 / 0.02286 cm)
+    and a Doppler strip in seconds by nothing, which gives no distances."""
+    spacing = _spacing(samples, "orthanc_tests/Database/Issue16.dcm", 5)
+    item = pydicom.dcmread(samples / "orthanc_tests/Database/Issue16.dcm", stop_before_pixels=True).SequenceOfUltrasoundRegions[0]
+    assert spacing.kind == "ultrasound" and len(spacing.regions) == 1
+    region = spacing.regions[0]
+    assert (region.min_column, region.min_row, region.max_column, region.max_row) == (42, 4, 438, 353)
+    assert (spacing.row_mm, spacing.column_mm) == (item.PhysicalDeltaY * 10, item.PhysicalDeltaX * 10)
+    assert spacing.spacing_at(100, 100) == (spacing.row_mm, spacing.column_mm)
+    assert spacing.spacing_at(380, 100) is None and spacing.region_at(3, 100) is None
+    assert spacing.note == "Spacing holds only inside the ultrasound region"
+    for rel in ("orthanc_tests/Database/2023-04-21-RLEPlanarConfigurationYBR_FULL.dcm",
+                "orthanc_tests/Database/Implicit-vr-us-palette.dcm"):
+        assert _spacing(samples, rel).kind == "ultrasound"
+
+
+def test_no_spacing_means_pixels(samples):
+    spacing = _spacing(samples, "orthanc_tests/Database/KarstenHilbertRF.dcm")
+    assert (spacing.kind, spacing.row_mm, spacing.column_mm) == ("unknown", None, None)
+    assert spacing.spacing_at(10, 10) is None and "pixels" in spacing.note
+
+
+def test_calibrated_and_magnification_corrected_spacing_is_in_the_patient():
+    from workstation.core.dicom.geometry import spacing_info
+
+    ds = Dataset()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"   # DX for presentation
+    ds.Modality = "DX"
+    ds.ImagerPixelSpacing = [0.15, 0.15]
+    assert spacing_info(ds).kind == "detector"
+    ds.EstimatedRadiographicMagnificationFactor = 1.25   # Imager Pixel Spacing / ERMF when no Pixel Spacing
+    corrected = spacing_info(ds)
+    assert corrected.kind == "patient" and corrected.row_mm == pytest.approx(0.12) and "1.25" in corrected.note
+    ds.PixelSpacing = [0.13, 0.13]   # differs from Imager Pixel Spacing: corrected or calibrated (10.7.1.1)
+    assert spacing_info(ds).kind == "patient" and spacing_info(ds).row_mm == 0.13
+    ds.PixelSpacingCalibrationType = "GEOMETRY"
+    assert "geometric magnification" in spacing_info(ds).note
+    cr = Dataset()
+    cr.Modality, cr.PixelSpacing = "CR", [0.2, 0.2]   # no Imager Pixel Spacing: whether corrected is unknown
+    assert spacing_info(cr).kind == "patient" and "not known" in spacing_info(cr).note

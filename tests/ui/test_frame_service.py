@@ -82,3 +82,30 @@ def test_a_closed_viewport_is_forgotten_and_hears_nothing_more(qtbot, service, s
     qtbot.wait(50)
     assert ids[0] not in heard
     assert service.viewports() == 1
+
+
+def test_the_frame_cache_keeps_frames_within_a_byte_budget(samples):
+    """The cache counts what each renderer keeps (FrameRenderer.nbytes): with room for five CT slices
+    it holds the five newest; a single-frame file keeps no source, a multi-frame file one."""
+    from pydicom.data import get_testdata_file
+
+    from workstation.core.pixels import FrameRenderer, ImageSource
+    from workstation.services.frame_service import _FrameCache
+
+    files = sorted((samples / "dcm_qa_ct/In/Philips/S21570/S2020").iterdir())[:12]
+    refs = [FrameRef(str(p), 0, p.name) for p in files]
+    one = FrameRenderer(ImageSource.open(files[0])).nbytes
+    assert one == 512 * 512 * 2
+    cache = _FrameCache(budget=5 * one + one // 2)
+    for ref in refs:
+        cache.load(ref)
+    assert [ref for ref in refs if cache.get(ref) is not None] == refs[-5:]
+    assert cache.nbytes == 5 * one and not cache._sources
+    cache.get(refs[-5])            # used again: the oldest is now the next one
+    cache.load(refs[0])
+    assert cache.get(refs[-5]) is not None and cache.get(refs[-4]) is None
+
+    cine = get_testdata_file("emri_small.dcm", download=False)   # 10 frames of 64 x 64
+    for frame in range(4):
+        cache.load(FrameRef(cine, frame, "cine"))
+    assert list(cache._sources) == [cine] and cache.nbytes <= cache.budget

@@ -25,15 +25,25 @@ from workstation.core.pixels.render import FrameRenderer
 
 
 class _FrameCache:
-    """A thread-safe LRU of decoded frames and of open sources (header read once per file)."""
+    """A thread-safe LRU of decoded frames within a byte budget, and of open multi-frame sources
+    (their header read once; they decode the file's other frames later). A single-frame file's source
+    lives only as long as its frame's renderer."""
 
-    def __init__(self, frames: int = 96, sources: int = 32, keywords: tuple[str, ...] = ()) -> None:
+    def __init__(self, budget: int = 2 << 30, sources: int = 32, keywords: tuple[str, ...] = ()) -> None:
         self.keywords = keywords
         self._lock = threading.Lock()
         self._frames: OrderedDict[tuple[str, int], FrameRenderer] = OrderedDict()
         self._sources: OrderedDict[str, ImageSource] = OrderedDict()
-        self.max_frames = frames
+        self.budget = budget
+        """Bytes the kept renderers (FrameRenderer.nbytes) and multi-frame sources' own frames may hold."""
         self.max_sources = sources
+        self._frame_bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held now: the kept renderers' and the kept multi-frame sources' decoded frames."""
+        with self._lock:
+            return self._frame_bytes + sum(source.nbytes for source in self._sources.values())
 
     def get(self, ref: FrameRef) -> FrameRenderer | None:
         with self._lock:
@@ -43,23 +53,46 @@ class _FrameCache:
                 self._frames.move_to_end(key)
             return hit
 
+    def discard(self, refs) -> None:
+        """Let go of these frames (a closed study's): their memory goes back."""
+        with self._lock:
+            for ref in refs:
+                old = self._frames.pop((ref.path, ref.frame), None)
+                if old is not None:
+                    self._frame_bytes -= old.nbytes
+                self._sources.pop(ref.path, None)
+
     def load(self, ref: FrameRef) -> FrameRenderer:
         hit = self.get(ref)
         if hit is not None:
             return hit
         with self._lock:
             source = self._sources.get(ref.path)
+            if source is not None:
+                self._sources.move_to_end(ref.path)
         if source is None:
             source = ImageSource.open(ref.path)
-            with self._lock:
-                self._sources[ref.path] = source
-                while len(self._sources) > self.max_sources:
-                    self._sources.popitem(last=False)
+            if source.number_of_frames > 1:
+                with self._lock:
+                    self._sources[ref.path] = source
+                    while len(self._sources) > self.max_sources:
+                        self._sources.popitem(last=False)
         renderer = FrameRenderer(source, ref.frame, self.keywords)
         with self._lock:
-            self._frames[(ref.path, ref.frame)] = renderer
-            while len(self._frames) > self.max_frames:
-                self._frames.popitem(last=False)
+            key = (ref.path, ref.frame)
+            old = self._frames.pop(key, None)
+            if old is not None:
+                self._frame_bytes -= old.nbytes
+            self._frames[key] = renderer
+            self._frame_bytes += renderer.nbytes
+            held = self._frame_bytes + sum(s.nbytes for s in self._sources.values())
+            while len(self._frames) > 1 and held > self.budget:
+                _, evicted = self._frames.popitem(last=False)
+                self._frame_bytes -= evicted.nbytes
+                held -= evicted.nbytes
+            while len(self._sources) > 1 and held > self.budget:   # the newest source is the one in use
+                _, dropped = self._sources.popitem(last=False)
+                held -= dropped.nbytes
         return renderer
 
 
@@ -99,6 +132,10 @@ class FrameService(QObject):
 
     def cached(self, ref: FrameRef) -> FrameRenderer | None:
         return self.cache.get(ref)
+
+    def release(self, refs) -> None:
+        """Drop these frames from the cache (the study they belong to was closed)."""
+        self.cache.discard(list(refs))
 
     def request(self, viewport_id: int, ref: FrameRef) -> None:
         """Ask for a frame; an older pending request of the same viewport is dropped."""

@@ -324,6 +324,9 @@ class MainWindow(QMainWindow):
         self.tabs.removeTab(index)
         for viewport in widget.session.layout.viewports:
             viewport.show(None)   # the frames it held can go
+        still_open = {s.StudyInstanceUID for v in self.viewers for s in v.session.studies}
+        self.frames.release(f for s in widget.session.studies if s.StudyInstanceUID not in still_open
+                            for d in s.display_sets for f in d.frames)
         widget.deleteLater()
 
     # --- priors -------------------------------------------------------------------------------

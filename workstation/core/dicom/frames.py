@@ -60,3 +60,13 @@ def frame_rate(ds) -> float | None:
     if times and all(t > 0 for t in times):
         return 1000.0 * len(times) / sum(times)
     return number("CineRate") or number("RecommendedDisplayFrameRate")
+
+
+def frame_span(index: int, rows: int, columns: int, samples: int, bits_allocated: int,
+               photometric: str = "") -> tuple[int, int]:
+    """(offset from the start of the pixel data, length) of native frame `index`: frames follow one
+    another without padding. 1-bit frames need not start on a byte, so they have no byte span."""
+    if bits_allocated == 1:
+        raise ValueError("1-bit frames are packed across byte boundaries")
+    length = native_size(rows, columns, samples, bits_allocated, 1, photometric)
+    return index * length, length

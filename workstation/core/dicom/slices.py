@@ -244,9 +244,9 @@ class _RecordValues:
             "ImagePositionPatient": position or record.ImagePositionPatient,
             "ImageOrientationPatient": orientation or record.ImageOrientationPatient,
             "PixelSpacing": record.PixelSpacing,
+            "Rows": record.Rows,
+            "Columns": record.Columns,
         }
-        self.Rows = record.Rows
-        self.Columns = record.Columns
 
     def get(self, keyword: str, default=None):
         value = self._values.get(keyword)

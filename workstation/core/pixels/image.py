@@ -2,10 +2,16 @@
 
 The header is validated before anything is decoded, so a crafted Rows x Columns cannot make us
 allocate gigabytes; every failure is a PixelDataError with a one-line reason.
+
+A native little-endian file whose Pixel Data ends it is opened through the header fast path (parsed up
+to group 0028, `dicom.header.read_to_pixel_module`) and its frames are read from the file at their
+offsets; everything else is read whole by pydicom and decoded by its plugins. The rest of a fast-path
+header is read only when asked for (`header()`).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -14,15 +20,34 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.uid import UID
 
 from workstation.core.dicom.codecs import decoder_problem, transfer_syntax_name
-from workstation.core.dicom.frames import native_size
-from workstation.core.dicom.geometry import ImagePlane, frame_attribute, plane_from_dataset
+from workstation.core.dicom.frames import frame_span, native_size
+from workstation.core.dicom.geometry import (
+    ImagePlane,
+    SpacingInfo,
+    frame_attribute,
+    plane_from_dataset,
+    spacing_info,
+)
+from workstation.core.dicom.header import (
+    DEFER,
+    PREFIX,
+    pixel_element_precedes,
+    read_to_pixel_module,
+    reader,
+    syntax,
+)
+from workstation.core.dicom.values import Values, header_value, integer, text
 
 from .errors import PixelDataError
+from .native import as_stored_values, read_stored
+from .overlays import Overlay, embedded, frame_overlays, overlay_groups
+from .shutters import Shutter, read_shutter
 from .voi import FUNCTIONS, VoiLut, Window
 
 MAX_FRAME_BYTES = 1 << 30
@@ -32,6 +57,11 @@ CACHE_FRAMES = 8
 CACHE_BYTES = 256 << 20
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_PRESENTATION_LUT_SHAPE = 0x20500020
+_LATE_TAGS = (_PRESENTATION_LUT_SHAPE,)
+"""Tags beyond group 0028 the pipeline itself reads: a fast-path file that may have one reads its header."""
+_FAST_PHOTOMETRIC = frozenset({"", "MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"})
 
 
 def _size(n: float) -> str:
@@ -54,7 +84,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(lines) or type(exc).__name__
 
 
-def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
+def _int(ds: Values, keyword: str, default: int | None = None) -> int:
     value = ds.get(keyword, default)
     if value is None or value == "":
         if default is None:
@@ -135,11 +165,46 @@ def _lut_from_item(item: Dataset, signed_first: bool) -> VoiLut | None:
     return VoiLut(first, bits, arr, explanation)
 
 
-class ImageSource:
-    """One instance: header read once, frames decoded lazily, small LRU of decoded frames."""
+def _fast_path_fits(ds: Dataset) -> bool:
+    """Whether frames of a fast-path header are read here: whole-byte greyscale or palette samples, or
+    8-bit RGB (YBR, 1-bit and others go through pydicom's decoders)."""
+    bits, samples = integer(ds, "BitsAllocated"), integer(ds, "SamplesPerPixel") or 1
+    photometric = text(ds, "PhotometricInterpretation").upper()
+    if samples == 1:
+        return bits in (8, 16, 32) and photometric in _FAST_PHOTOMETRIC
+    return samples == 3 and bits == 8 and photometric == "RGB"
 
-    def __init__(self, ds: Dataset) -> None:
+
+def _shallow_copy(ds: Dataset, skip: frozenset[int] = frozenset()) -> Dataset:
+    """The same elements (shared, not copied) in a new Dataset with the same File Meta and encoding."""
+    clone = Dataset({tag: ds.get_item(tag, keep_deferred=True) for tag in ds.keys() if tag not in skip})
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None:
+        clone.file_meta = FileMetaDataset({tag: meta.get_item(tag) for tag in meta.keys()})
+    implicit, little = ds.original_encoding
+    if implicit is not None:
+        clone.set_original_encoding(implicit, little, ds.original_character_set)
+    return clone
+
+
+class ImageSource:
+    """One instance: header read once, frames decoded lazily; a small LRU of decoded frames for
+    multi-frame files (a single frame is decoded for whoever asks and not kept)."""
+
+    def __init__(self, ds: Dataset, path: str | Path | None = None, *, pixel_offset: int | None = None,
+                 file_size: int | None = None, mentioned: frozenset[int] | None = None,
+                 transfer_syntax: str | None = None) -> None:
         self.dataset = ds
+        """The header as read: for a file opened by the fast path only up to group 0028, without File
+        Meta (its Pixel Data a raw element giving the offset); `header()` has the rest."""
+        if transfer_syntax is not None:
+            self.transfer_syntax = syntax(transfer_syntax)
+        self.path = Path(path) if path is not None else None
+        self._values = Values(ds)
+        self._pixel_offset = pixel_offset
+        self._file_size = file_size
+        self._mentioned = mentioned
+        self._header: Dataset | None = None
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self._validate()
@@ -147,43 +212,64 @@ class ImageSource:
     @classmethod
     def open(cls, path: str | Path) -> ImageSource:
         """Read and validate a file; unreadable or pixel-less files raise PixelDataError."""
+        path = Path(path)
         try:
-            ds = pydicom.dcmread(str(path), force=True)
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise PixelDataError(f"{path.name}: cannot read the DICOM file: {exc.strerror or exc}") from None
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, min(size, PREFIX), 0)
+            found = read_to_pixel_module(reader(fd), head, size, _LATE_TAGS)
+            if found is not None and _fast_path_fits(found.dataset):
+                return cls._fast(found, path, size)
+            with open(fd, "rb", closefd=False) as f:
+                ds = pydicom.dcmread(f, force=True)
         except RecursionError:
-            raise PixelDataError(
-                f"{Path(path).name}: the file nests sequences too deeply to be read"
-            ) from None
+            raise PixelDataError(f"{path.name}: the file nests sequences too deeply to be read") from None
+        except PixelDataError:
+            raise
         except Exception as exc:
-            raise PixelDataError(f"{Path(path).name}: cannot read the DICOM file: {_one_line(exc)}") from None
-        return cls(ds)
+            raise PixelDataError(f"{path.name}: cannot read the DICOM file: {_one_line(exc)}") from None
+        finally:
+            os.close(fd)
+        return cls(ds, path)
+
+    @classmethod
+    def _fast(cls, found: Any, path: Path, size: int) -> ImageSource:
+        ds = found.dataset
+        # Values longer than DEFER were left in the file: pydicom reads one from there when it is asked for.
+        ds.filename, ds.fileobj_type, ds.timestamp, ds.buffer = str(path), open, None, None
+        offset = ds._dict[0x7FE00010].value_tell
+        return cls(ds, path, pixel_offset=offset, file_size=size, mentioned=found.mentioned,
+                   transfer_syntax=found.transfer_syntax)
 
     @classmethod
     def from_dataset(cls, ds: Dataset) -> ImageSource:
         """Wrap an already-read dataset; a shallow copy is taken because missing defaults get filled in."""
-        clone = Dataset({tag: ds.get_item(tag) for tag in ds.keys()})
-        meta = getattr(ds, "file_meta", None)
-        if meta is not None:
-            clone.file_meta = FileMetaDataset({tag: meta.get_item(tag) for tag in meta.keys()})
-        implicit, little = ds.original_encoding
-        if implicit is not None:
-            clone.set_original_encoding(implicit, little, ds.original_character_set)
-        return cls(clone)
+        return cls(_shallow_copy(ds))
+
+    @property
+    def is_native_file(self) -> bool:
+        """True when frames are read from the file at their offsets (the fast path), not decoded by pydicom."""
+        return self._pixel_offset is not None
 
     def _validate(self) -> None:
-        ds = self.dataset
+        ds, values = self.dataset, self._values
         keyword = next((k for k in _PIXEL_KEYWORDS if k in ds), None)
         if keyword is None:
             raise PixelDataError("the file has no pixel data")
         self.pixel_keyword = keyword
-        self._ensure_transfer_syntax()
-        self.rows = _int(ds, "Rows")
-        self.columns = _int(ds, "Columns")
-        self.bits_allocated = _int(ds, "BitsAllocated")
-        self.bits_stored = _int(ds, "BitsStored", self.bits_allocated)
-        self.samples_per_pixel = _int(ds, "SamplesPerPixel", 1)
-        self.pixel_representation = _int(ds, "PixelRepresentation", 0)
-        self.number_of_frames = _int(ds, "NumberOfFrames", 1) if "NumberOfFrames" in ds else 1
-        pi = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+        if not self.is_native_file:
+            self._ensure_transfer_syntax()
+        self.rows = _int(values, "Rows")
+        self.columns = _int(values, "Columns")
+        self.bits_allocated = _int(values, "BitsAllocated")
+        self.bits_stored = _int(values, "BitsStored", self.bits_allocated)
+        self.samples_per_pixel = _int(values, "SamplesPerPixel", 1)
+        self.pixel_representation = _int(values, "PixelRepresentation", 0)
+        self.number_of_frames = _int(values, "NumberOfFrames", 1) if "NumberOfFrames" in ds else 1
+        pi = str(values.get("PhotometricInterpretation", "") or "").strip().upper()
         if not pi:
             pi = "MONOCHROME2" if self.samples_per_pixel == 1 else "RGB"
         self.photometric = pi
@@ -203,20 +289,25 @@ class ImageSource:
             raise PixelDataError(f"Pixel Representation {self.pixel_representation} is not 0 or 1")
         if self.samples_per_pixel == 3 and pi.startswith("MONOCHROME"):
             raise PixelDataError(f"{pi} with 3 samples per pixel is contradictory")
-        # Fill in what pydicom's decoder insists on, with the defaults the standard implies.
-        ds.BitsStored = self.bits_stored
-        ds.SamplesPerPixel = self.samples_per_pixel
-        ds.PixelRepresentation = self.pixel_representation
-        ds.PhotometricInterpretation = pi
-        if self.samples_per_pixel > 1 and "PlanarConfiguration" not in ds:
-            ds.PlanarConfiguration = 0
+        self.planar_configuration = _int(values, "PlanarConfiguration", 0) if self.samples_per_pixel > 1 else 0
+        if not self.is_native_file:
+            # Fill in what pydicom's decoder insists on, with the defaults the standard implies.
+            ds.BitsStored = self.bits_stored
+            ds.SamplesPerPixel = self.samples_per_pixel
+            ds.PixelRepresentation = self.pixel_representation
+            ds.PhotometricInterpretation = pi
+            if self.samples_per_pixel > 1 and "PlanarConfiguration" not in ds:
+                ds.PlanarConfiguration = 0
 
         shape = (self.rows, self.columns, self.samples_per_pixel, self.bits_allocated)
         # Decoded, YBR_FULL_422 comes out with three samples per pixel; native, it keeps two.
         frame_bytes = native_size(*shape, 1, "" if self.transfer_syntax.is_encapsulated else pi)
         dims = f"Rows x Columns ({self.rows} x {self.columns})"
-        value = ds[keyword].value
-        held = len(value) if value is not None else 0
+        if self.is_native_file:
+            held = ds.get_item(0x7FE00010, keep_deferred=True).length   # checked against the image's size by the fast path
+        else:
+            value = ds[keyword].value
+            held = len(value) if value is not None else 0
         if not self.transfer_syntax.is_encapsulated:
             needed = native_size(*shape, self.number_of_frames, pi)
             if held < needed:
@@ -231,6 +322,44 @@ class ImageSource:
             raise PixelDataError(
                 f"{dims} needs {_size(frame_bytes)} per frame, more than the {_size(MAX_FRAME_BYTES)} limit"
             )
+
+    def header(self) -> Dataset:
+        """The whole header without pixel data, read once: for a file opened by the fast path the first
+        call reads the file again in full (groups after 0028: overlays, PET's 0054, private groups...)."""
+        with self._lock:
+            if self._header is None:
+                self._header = self._read_header()
+            return self._header
+
+    def _read_header(self) -> Dataset:
+        if not self.is_native_file:
+            return _shallow_copy(self.dataset, _PIXEL_TAGS)
+        name = self.path.name if self.path is not None else "the file"
+        try:
+            return pydicom.dcmread(self.path, force=True, stop_before_pixels=True, defer_size=DEFER)
+        except RecursionError:
+            raise PixelDataError(f"{name}: the file nests sequences too deeply to be read") from None
+        except Exception as exc:
+            raise PixelDataError(f"{name}: cannot read the rest of the header: {_one_line(exc)}") from None
+
+    def value(self, keyword: str) -> Any:
+        """Any header attribute's value (None when absent): beyond group 0028 through `header()` on the
+        fast path, which read only up to there."""
+        tag = tag_for_keyword(keyword)
+        if tag is None:
+            return None
+        if tag >> 16 <= 0x0028 or not self.is_native_file:
+            return header_value(self.dataset, keyword)
+        return header_value(self.header(), keyword)
+
+    def _late(self, keyword: str, tag: int) -> Any:
+        """An attribute beyond group 0028: from the dataset when it is whole, else from `header()` when
+        the fast path saw its tag in the part it skipped, else None (it is certainly absent)."""
+        if self._mentioned is None:
+            return self._values.get(keyword)
+        if tag in self._mentioned:
+            return self.header().get(keyword)
+        return None
 
     def _ensure_transfer_syntax(self) -> None:
         """Files without File Meta: use the encoding the reader detected (only native encodings are possible)."""
@@ -269,15 +398,33 @@ class ImageSource:
         """
         if self.photometric == "MONOCHROME1":
             return True
-        return str(self.dataset.get("PresentationLUTShape", "") or "").strip().upper() == "INVERSE"
+        shape = self._late("PresentationLUTShape", _PRESENTATION_LUT_SHAPE)
+        return str(shape or "").strip().upper() == "INVERSE"
 
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self.number_of_frames:
             raise IndexError(f"frame {index} out of range 0..{self.number_of_frames - 1}")
 
-    def stored_frame(self, index: int) -> np.ndarray:
-        """Decoded stored values (BitsStored masked, signed handled); colour as RGB uint8 (H, W, 3)."""
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded frames this source keeps (its LRU; nothing for a single-frame file)."""
+        with self._lock:
+            return sum(a.nbytes for a in self._cache.values())
+
+    def decode_frame(self, index: int) -> np.ndarray:
+        """Frame `index` decoded afresh into an array the caller owns (writable, kept by no one else):
+        stored values as `stored_frame` gives them."""
         self._check_index(index)
+        return self._decode(index)
+
+    def stored_frame(self, index: int) -> np.ndarray:
+        """Decoded stored values (BitsStored masked, signed handled); colour as RGB uint8 (H, W, 3).
+        Read-only; a multi-frame file keeps the last few in an LRU, a single frame is not kept."""
+        self._check_index(index)
+        if self.number_of_frames == 1:
+            arr = self._decode(index)
+            arr.flags.writeable = False
+            return arr
         with self._lock:
             hit = self._cache.get(index)
             if hit is not None:
@@ -294,6 +441,45 @@ class ImageSource:
         return arr
 
     def _decode(self, index: int) -> np.ndarray:
+        arr = self._read_native(index) if self.is_native_file else self._decoded(index, correct=True)
+        if self.photometric == "PALETTE COLOR":
+            return self._palette(arr)
+        if self.samples_per_pixel == 3:
+            return self._rgb8(arr)
+        if not self.is_native_file:
+            arr = as_stored_values(arr, self.bits_stored, self.pixel_representation == 1)
+        return np.ascontiguousarray(arr)
+
+    def _read_native(self, index: int) -> np.ndarray:
+        """Frame `index` read from the file at its offset (the fast path's files), Bits Stored applied."""
+        start, length = frame_span(index, self.rows, self.columns, self.samples_per_pixel, self.bits_allocated,
+                                   self.photometric)
+        offset = self._pixel_offset
+        name = self.path.name
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise PixelDataError(f"{name}: cannot read the pixel data: {exc.strerror or exc}") from None
+        try:
+            if os.fstat(fd).st_size != self._file_size or \
+                    not pixel_element_precedes(reader(fd), offset, self.dataset.get_item(0x7FE00010, keep_deferred=True).length):
+                raise PixelDataError("the file changed since its header was read")
+            count = self.rows * self.columns * self.samples_per_pixel
+            arr = read_stored(fd, offset + start, count, self.bits_allocated, self.bits_stored,
+                              self.pixel_representation)
+        except PixelDataError as exc:
+            raise PixelDataError(f"{name}: {exc}") from None
+        finally:
+            os.close(fd)
+        if self.samples_per_pixel == 1:
+            return arr.reshape(self.rows, self.columns)
+        if self.planar_configuration == 1:
+            return np.ascontiguousarray(arr.reshape(3, self.rows, self.columns).transpose(1, 2, 0))
+        return arr.reshape(self.rows, self.columns, 3)
+
+    def _decoded(self, index: int, correct: bool) -> np.ndarray:
+        """Frame `index` through pydicom's decoders, shaped (rows, columns[, samples]); `correct` False
+        leaves the bits above Bits Stored as they are (overlays may be there)."""
         ts = self.transfer_syntax
         problem = decoder_problem(str(ts))
         if problem is not None:
@@ -302,7 +488,7 @@ class ImageSource:
             arr, props = get_decoder(ts).as_array(
                 self.dataset,
                 index=index if self.number_of_frames > 1 else None,
-                correct_unused_bits=True,
+                correct_unused_bits=correct,
                 number_of_frames=self.number_of_frames,
             )
         except Exception as exc:
@@ -313,25 +499,7 @@ class ImageSource:
                 arr = arr.reshape(shape)
             except ValueError:
                 raise PixelDataError(f"decoded frame has shape {arr.shape}, expected {shape}") from None
-        if self.photometric == "PALETTE COLOR":
-            return self._palette(arr)
-        if self.samples_per_pixel == 3:
-            return self._rgb8(arr)
-        if arr.dtype.kind in "iu" and self.bits_stored < arr.dtype.itemsize * 8:
-            arr = self._mask(arr)
-        return np.ascontiguousarray(arr)
-
-    def _mask(self, arr: np.ndarray) -> np.ndarray:
-        """Keep only BitsStored bits (the unused high bits may hold overlays or garbage, PS3.5 8.1.1)."""
-        shift = arr.dtype.itemsize * 8 - self.bits_stored
-        if self.pixel_representation == 1:
-            signed = arr.astype(arr.dtype.str.replace("u", "i"), copy=True)
-            signed <<= shift
-            signed >>= shift
-            return signed
-        if arr.dtype.kind == "i":
-            arr = arr.view(arr.dtype.str.replace("i", "u"))
-        return arr & np.array((1 << self.bits_stored) - 1, dtype=arr.dtype)
+        return arr
 
     def _rgb8(self, arr: np.ndarray) -> np.ndarray:
         if arr.dtype == np.uint8:
@@ -353,7 +521,7 @@ class ImageSource:
 
     def modality_transform(self, index: int = 0) -> ModalityTransform:
         """Per-frame Pixel Value Transformation first, then top-level Rescale, then Modality LUT Sequence."""
-        ds = self.dataset
+        ds = self._values
         slope = frame_attribute(ds, index, "PixelValueTransformationSequence", "RescaleSlope")
         intercept = frame_attribute(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
         if slope is None and intercept is None:
@@ -394,7 +562,7 @@ class ImageSource:
         return []
 
     def _voi_containers(self, index: int) -> list[Any]:
-        ds = self.dataset
+        ds = self._values
         containers = []
         for keyword in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
             groups = ds.get(keyword)
@@ -446,4 +614,26 @@ class ImageSource:
     def plane(self, index: int = 0) -> ImagePlane | None:
         """Geometry of a frame (per-frame functional groups for enhanced objects); None without IPP/IOP."""
         self._check_index(index)
-        return plane_from_dataset(self.dataset, index)
+        return plane_from_dataset(self._values, index)
+
+    def spacing(self, index: int = 0) -> SpacingInfo:
+        """What the frame's pixel spacing means (in the patient, at the detector, ultrasound regions, none)."""
+        self._check_index(index)
+        return spacing_info(self._values, index)
+
+    def shutter(self, index: int = 0) -> Shutter | None:
+        """The frame's display shutter (C.7.6.11, or its Frame Display Shutter functional group), or None."""
+        self._check_index(index)
+        return read_shutter(self._values, index)
+
+    def overlays(self, index: int = 0) -> list[Overlay]:
+        """The overlay planes that apply to frame `index` (empty for a fast-path file: the fast path
+        declines files with overlay planes). A plane in the unused bits of Pixel Data is read from the
+        frame decoded again without the Bits Stored mask."""
+        self._check_index(index)
+        if self._mentioned is not None or not overlay_groups(self.dataset):
+            return []
+        unmasked = None
+        if embedded(self.dataset) and not self.is_color:
+            unmasked = self._decoded(index, correct=False)
+        return frame_overlays(self.dataset, index, unmasked)

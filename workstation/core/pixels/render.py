@@ -10,10 +10,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from workstation.core.dicom.geometry import patient_orientation
-from workstation.core.dicom.values import header_value
+from workstation.core.dicom.geometry import SpacingInfo, patient_orientation
 
-from .image import ImageSource
+from .image import ImageSource, ModalityTransform
+from .overlays import Overlay
+from .shutters import Shutter, shutter_mask
 from .voi import VoiLut, Window, full_range_window, window_to_uint8
 
 MAX_TABLE = 1 << 16
@@ -21,45 +22,67 @@ MAX_TABLE = 1 << 16
 
 
 class FrameRenderer:
-    """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step."""
+    """Keeps one frame's modality values and re-windows it fast: a mouse drag only re-runs the VOI step.
+
+    It keeps only what rendering needs: an index into a small table per window (the stored frame it
+    was built from is not kept), its overlay planes, its display shutter's mask, and what it read of
+    the header, on the decoding worker, so that painting reads no dataset.
+    """
 
     def __init__(self, source: ImageSource, frame: int = 0, keywords: Iterable[str] = ()) -> None:
         self.source = source
         self.frame = frame
         self.number_of_frames = source.number_of_frames
         self.shape = (source.rows, source.columns)
-        self.attributes = header_attributes(source.dataset, keywords)   # what corner texts ask of the header
+        self.attributes = {k: source.value(k) for k in keywords}   # what corner texts ask of the header
         self.plane = source.plane(frame)   # read here, on the decoding worker: painting reads no dataset
         self.patient_orientation = None if self.plane is not None else patient_orientation(source.dataset)
+        self.spacing: SpacingInfo | None = source.spacing(frame)
+        """What the pixel spacing means (patient, detector, ultrasound regions, unknown) and its caution."""
+        self.overlays: list[Overlay] = source.overlays(frame)
+        """The overlay planes of this frame, for the viewer to paint as a layer (not burnt in)."""
+        self.shutter: Shutter | None = source.shutter(frame)
+        """The display shutter `render()` applies (outside it: its grey, black without one), or None."""
         self.is_color = source.is_color
         self.invert = source.invert
-        self.unit = modality_unit(source.dataset) if not source.is_color else ""
-        self._first_stored = 0
+        self.unit = modality_unit(source.value) if not source.is_color else ""
         self._stored_values: np.ndarray | None = None
         self._rgb: np.ndarray | None = None
         self._index: np.ndarray | None = None
-        self._inputs: np.ndarray | None = None
+        self._first = 0                         # the stored value index 0 stands for
+        self._transform: ModalityTransform | None = None
         self._values: np.ndarray | None = None
+        self._shuttered: np.ndarray | None = None   # True outside the shutter
         self.voi_luts: list[VoiLut] = []
+        # A single frame is decoded for this renderer alone and its buffer becomes the index; a frame of
+        # a multi-frame file comes from (and stays in) the source's LRU.
+        owned = source.number_of_frames == 1
+        stored = source.decode_frame(frame) if owned else source.stored_frame(frame)
+        if self.shutter is not None:
+            self._shuttered = ~shutter_mask(stored.shape[:2], self.shutter)
         if self.is_color:
-            self._rgb = np.ascontiguousarray(source.stored_frame(frame))
+            self._rgb = np.ascontiguousarray(stored)
             self.value_range = (0.0, 255.0)
             self.file_windows: list[Window] = []
             self.default_window = Window(127.5, 256.0, "LINEAR", "colour")
             return
-        stored = source.stored_frame(frame)
         transform = source.modality_transform(frame)
         if stored.dtype.kind in "iub" and stored.size:
             smin, smax = int(stored.min()), int(stored.max())
         else:
             smin, smax = 0, MAX_TABLE
         if stored.dtype.kind in "iub" and smax - smin < MAX_TABLE:
-            index = np.empty(stored.shape, dtype=np.uint16)
+            kind = np.uint8 if smax - smin < 256 else np.uint16
+            if owned and stored.dtype.itemsize == np.dtype(kind).itemsize and stored.flags.c_contiguous:
+                index = stored.view(kind)   # stored - smin in place: same bytes, same positions
+            else:
+                index = np.empty(stored.shape, dtype=kind)
             np.subtract(stored, smin, out=index, casting="unsafe")
-            self._index = index
-            self._first_stored = smin
-            self._inputs = transform.apply_values(np.arange(smin, smax + 1))
-            vmin, vmax = float(self._inputs.min()), float(self._inputs.max())
+            del stored
+            self._index, self._first, self._transform = index, smin, transform
+            self._span = smax - smin + 1
+            inputs = self._inputs
+            vmin, vmax = float(inputs.min()), float(inputs.max())
         else:
             self._values = transform.apply(stored).astype(np.float64)
             self._stored_values = stored
@@ -74,12 +97,31 @@ class FrameRenderer:
         self.default_window = self.file_windows[0] if self.file_windows else full_range_window(vmin, vmax)
 
     @property
+    def _inputs(self) -> np.ndarray:
+        """The modality value of each index entry, made for each table (a few microseconds) rather than kept."""
+        return self._transform.apply_values(np.arange(self._first, self._first + self._span))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays this renderer keeps (not its source's: a multi-frame source's LRU is its own)."""
+        arrays = [self._rgb, self._index, self._values, self._shuttered] + [lut.data for lut in self.voi_luts]
+        arrays += [overlay.bitmap for overlay in self.overlays]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @property
     def windowed(self) -> bool:
         """True when a window shapes the picture: not for colour, nor for a frame shown through its VOI LUT."""
         return not self.is_color and not self.voi_luts   # voi_luts is empty when the file has windows
 
     def render(self, window: Window | None = None) -> np.ndarray:
-        """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI."""
+        """uint8 (H, W) grey or (H, W, 3) RGB, C-contiguous; None means the file's default VOI. Pixels
+        outside the display shutter take its grey (a P-value, so after any inversion)."""
+        out = self._render(window)
+        if self._shuttered is not None:
+            out[self._shuttered] = self.shutter.grey
+        return out
+
+    def _render(self, window: Window | None) -> np.ndarray:
         if self._rgb is not None:
             return self._rgb.copy()
         if window is None and self.voi_luts:
@@ -113,7 +155,7 @@ class FrameRenderer:
         if self._rgb is not None:
             return tuple(int(v) for v in self._rgb[row, column])
         if self._index is not None:
-            return int(self._index[row, column]) + self._first_stored
+            return int(self._index[row, column]) + self._first
         return self._stored_values[row, column].item()
 
     def modality_value(self, column: int, row: int) -> float | None:
@@ -143,23 +185,18 @@ class FrameRenderer:
         return 255 - out if self.invert else out
 
 
-def modality_unit(ds) -> str:
+def modality_unit(value) -> str:
     """The unit of modality values: Rescale Type where it names one (not US, unspecified), HU for CT,
-    the PET Units, else "" (MR and most others are in arbitrary units)."""
-    rescale_type = str(header_value(ds, "RescaleType") or "").strip().upper()
+    the PET Units, else "" (MR and most others are in arbitrary units). `value(keyword)` reads the header."""
+    rescale_type = str(value("RescaleType") or "").strip().upper()
     if rescale_type and rescale_type != "US":
         return rescale_type
-    modality = str(header_value(ds, "Modality") or "").strip().upper()
+    modality = str(value("Modality") or "").strip().upper()
     if modality == "CT":
         return "HU"
     if modality == "PT":
-        return str(header_value(ds, "Units") or "").strip().upper()
+        return str(value("Units") or "").strip().upper()
     return ""
-
-
-def header_attributes(ds, keywords: Iterable[str]) -> dict[str, object]:
-    """The values of these keywords in a header (None where absent), read once on the decoding worker."""
-    return {keyword: header_value(ds, keyword) for keyword in keywords}
 
 
 def render(source: ImageSource, frame: int = 0, window: Window | None = None) -> np.ndarray:

@@ -19,8 +19,9 @@ from workstation.core.dicom.geometry import ImagePlane
 from workstation.core.dicom.header import DEFER, PREFIX, pixel_element_precedes, read_to_pixel_module, reader
 from workstation.core.dicom.slices import SliceRecord
 
-from .errors import VolumeError
+from .errors import PixelDataError, VolumeError
 from .image import ImageSource
+from .native import keep_stored_bits, read_native, read_stored, stored_dtype
 
 
 @dataclass
@@ -81,45 +82,36 @@ class SliceReader:
         return buf
 
     @staticmethod
-    def _open(header: SliceHeader):
-        """The slice's file when its native pixel element is where the record says, else None (decode
-        instead): the file size and the element before the offset must match."""
+    def _open(header: SliceHeader) -> int | None:
+        """The slice file's descriptor when its native pixel element is where the record says, else None
+        (decode instead): the file size and the element before the offset must match."""
         record = header.record
         offset = record.pixel_offset
         if offset is None or offset < 8 or record.has_modality_lut or not record.is_monochrome:
             return None
-        f = open(header.path, "rb", buffering=0)
+        fd = os.open(header.path, os.O_RDONLY)
         try:
-            fd = f.fileno()
             if (header.file_size is not None and os.fstat(fd).st_size != header.file_size) or \
                     not pixel_element_precedes(reader(fd), offset, record.pixel_length):
-                f.close()
+                os.close(fd)
                 return None
-            f.seek(offset)
         except BaseException:
-            f.close()
+            os.close(fd)
             raise
-        return f
-
-    @staticmethod
-    def _read_into(header: SliceHeader, f, out: memoryview) -> None:
-        got = 0
-        while got < len(out):
-            n = f.readinto(out[got:])
-            if not n:
-                raise VolumeError(f"{header.path.name}: the file ends inside its pixel data")
-            got += n
+        return fd
 
     def read(self, header: SliceHeader, slot: np.ndarray) -> bool:
         """Fill `slot`; False when the values do not fit its dtype (the caller then switches to float32)."""
-        f = self._open(header)
+        fd = self._open(header)
         try:
-            if f is not None and self._direct(header, slot, f):
+            if fd is not None and self._direct(header, slot, fd):
                 return True
-            stored = self._native(header, f) if f is not None else None
+            stored = self._native(header, fd) if fd is not None else None
+        except PixelDataError as exc:
+            raise VolumeError(f"{header.path.name}: {exc}") from None
         finally:
-            if f is not None:
-                f.close()
+            if fd is not None:
+                os.close(fd)
         record = header.record
         if stored is None:
             source = ImageSource.from_dataset(pydicom.dcmread(header.path, force=True))
@@ -153,7 +145,7 @@ class SliceReader:
         slot[...] = values
         return True
 
-    def _direct(self, header: SliceHeader, slot: np.ndarray, f) -> bool:
+    def _direct(self, header: SliceHeader, slot: np.ndarray, fd: int) -> bool:
         """16-bit slice whose BitsStored range, rescaled, provably fits int16: read into the slot and
         rescale in place (no temporary, three passes over the bytes)."""
         record = header.record
@@ -169,33 +161,22 @@ class SliceReader:
         ends = (lo * slope + intercept, hi * slope + intercept)
         if (not signed and bits == 16) or min(ends) < -32768 or max(ends) > 32767:
             return False
-        self._read_into(header, f, memoryview(slot).cast("B"))
-        if bits < 16:
-            if signed:
-                np.left_shift(slot, 16 - bits, out=slot)
-                np.right_shift(slot, 16 - bits, out=slot)
-            else:
-                np.bitwise_and(slot, np.int16((1 << bits) - 1), out=slot)
+        read_native(fd, record.pixel_offset, slot)
+        keep_stored_bits(slot, bits, signed)
         if slope != 1:
             np.multiply(slot, np.int16(slope), out=slot)
         if intercept != 0:
             np.add(slot, np.int16(intercept), out=slot)
         return True
 
-    def _native(self, header: SliceHeader, f) -> np.ndarray | None:
+    def _native(self, header: SliceHeader, fd: int) -> np.ndarray | None:
         """Stored values read straight from the file, or None when this slice needs the decoder."""
         record = header.record
         bits = record.BitsAllocated
-        if bits not in (8, 16):
+        dtype = stored_dtype(bits, record.PixelRepresentation)
+        if bits not in (8, 16) or dtype is None:
             return None
-        dtype = np.dtype(f"{'i' if record.PixelRepresentation == 1 else 'u'}{bits // 8}")
         if record.pixel_length < self.rows * self.columns * dtype.itemsize:
             raise VolumeError(f"{header.path.name}: the pixel data is shorter than Rows x Columns")
-        buf = self._buffer(dtype)
-        self._read_into(header, f, memoryview(buf).cast("B"))
-        stored_bits = record.BitsStored
-        if stored_bits < bits:
-            shift = bits - stored_bits
-            np.left_shift(buf, shift, out=buf)
-            np.right_shift(buf, shift, out=buf)
-        return buf
+        return read_stored(fd, record.pixel_offset, self.rows * self.columns, bits, record.BitsStored,
+                           record.PixelRepresentation, out=self._buffer(dtype))
