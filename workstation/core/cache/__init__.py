@@ -3,6 +3,7 @@
 Qt-free; the CLI, the GUI services and the network receivers all go through `Cache`.
 """
 
+from workstation.core.cache.key_images import KeyObjectsChanged
 from workstation.core.cache.maintenance import rebuild_index
 from workstation.core.cache.query import QueryFilter
 from workstation.core.cache.reports import (
@@ -25,6 +26,7 @@ __all__ = [
     "EvictReport",
     "ImportReport",
     "IndexDamaged",
+    "KeyObjectsChanged",
     "QueryFilter",
     "Rejection",
     "VerifyReport",
