@@ -1,4 +1,4 @@
-"""The headless verbs of issue 2: import, list, render, verify, evict, pin, delete."""
+"""The headless verbs of issue 2: import, list, render, verify, evict, pin, delete; and keys (key_verbs)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         "evict": evict,
         "pin": pin,
         "delete": delete,
+        "keys": keys,
     }[args.verb]
     return handler(args)
 
@@ -207,3 +208,9 @@ def delete(args) -> int:
         _require_study(cache, args.study_uid)
         cache.delete(args.study_uid)
     return EXIT_OK
+
+
+def keys(args) -> int:
+    from workstation.cli import key_verbs
+
+    return key_verbs.run(args)
