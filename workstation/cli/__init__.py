@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_uid", metavar="STUDY_UID")
     p.add_argument("--unpin", action="store_true")
 
-    p = sub.add_parser("delete", help="delete a study from the cache")
+    p = sub.add_parser("delete", help="delete a study from the cache, with its annotations")
     p.add_argument("study_uid", metavar="STUDY_UID")
 
     key_verbs.add_parser(sub)

@@ -205,7 +205,8 @@ def pin(args) -> int:
 
 def delete(args) -> int:
     with open_cache(args) as cache:
-        _require_study(cache, args.study_uid)
+        if args.study_uid not in cache.annotated_studies():  # an evicted study can still have annotations
+            _require_study(cache, args.study_uid)
         cache.delete(args.study_uid)
     return EXIT_OK
 

@@ -3,6 +3,7 @@
 Qt-free; the CLI, the GUI services and the network receivers all go through `Cache`.
 """
 
+from workstation.core.cache.annotations import AnnotationRefused
 from workstation.core.cache.key_images import KeyObjectsChanged
 from workstation.core.cache.maintenance import rebuild_index
 from workstation.core.cache.query import QueryFilter
@@ -19,6 +20,7 @@ from workstation.core.cache.reports import (
 from workstation.core.cache.store import Cache
 
 __all__ = [
+    "AnnotationRefused",
     "Cache",
     "CacheBusy",
     "CacheError",
