@@ -55,14 +55,18 @@ class KeyImages(Ingest):
         Each file is read (they are small); one that cannot be read is listed with its `problem`.
         """
         with self._lock:
-            return self._key_objects(study_uid)
+            found = self._key_object_rows(study_uid)
+        return self._read_listed(study_uid, found)
 
-    def _key_objects(self, study_uid: str) -> list[KeyObjectInstance]:
-        found = self._db().execute(
+    def _key_object_rows(self, study_uid: str) -> list:
+        return self._db().execute(
             "SELECT SOPInstanceUID, SeriesInstanceUID, path, added FROM instances "
             "WHERE StudyInstanceUID = ? AND SOPClassUID = ?",
             (study_uid, KEY_OBJECT_SELECTION),
         ).fetchall()
+
+    def _read_listed(self, study_uid: str, found: list) -> list[KeyObjectInstance]:
+        """The documents of these rows read from their files (outside the connection's lock when listing)."""
         listed = []
         for sop, series, relpath, added in found:
             path = str(self._abs(relpath))
@@ -98,7 +102,8 @@ class KeyImages(Ingest):
                 raise CacheError(f"the key-image document {parsed.sop} was not made by this workstation "
                                  f"(Manufacturer {document.Manufacturer!r}); store it with ingest_bytes")
         with self._stripe(study_uid), self._unit() as unit:
-            ours = [k for k in self._key_objects(study_uid) if k.ours and (parsed is None or k.SOPInstanceUID != parsed.sop)]
+            listed = self._read_listed(study_uid, self._key_object_rows(study_uid))
+            ours = [k for k in listed if k.ours and (parsed is None or k.SOPInstanceUID != parsed.sop)]
             newest = ours[0].SOPInstanceUID if ours else None
             if newest != replaces:
                 now = f"document {newest}" if newest else "no document of ours"
