@@ -56,6 +56,10 @@ def test_mark_and_unmark_key_images_and_frames(tmp_path, samples):
 
     again = keys(home, uid, "--add", f"{sops[1]}:5")
     assert again["document"] == second, "nothing changed, nothing written"
+    described = keys(home, uid, "--description", "lesion, segment 8")
+    assert described["description"] == "lesion, segment 8" and pairs(described) == pairs(doc)
+    second = described["document"]
+    assert [d["SOPInstanceUID"] for d in described["documents"]] == [second["SOPInstanceUID"]]
     assert "is not a key image" in ws("keys", uid, "--remove", sops[2], home=home, check_code=1).stderr
     assert keys(home, uid)["document"] == second
 
@@ -76,6 +80,7 @@ def test_what_cannot_be_a_key_image_is_one_error_line_and_nothing_is_written(tmp
         err = ws("keys", uid, *args, home=home, check_code=2).stderr
         assert err.startswith("error:") and words in err and len(err.strip().splitlines()) == 1, err
     assert "no study 1.2.3 in the cache" in ws("keys", "1.2.3", home=home, check_code=2).stderr
+    assert "has no key images to describe" in ws("keys", uid, "--description", "x", home=home, check_code=2).stderr
     assert keys(home, uid)["documents"] == []
 
 

@@ -95,7 +95,7 @@ def run(args) -> int:
 
     with open_cache(args) as cache:
         _require_study(cache, args.study_uid)
-        if not (args.add or args.remove):
+        if not (args.add or args.remove or args.description is not None):
             documents, shown, document, _ = _current(cache, args.study_uid)
             _report(args, args.study_uid, documents, shown, document)
             return EXIT_OK
@@ -107,7 +107,12 @@ def run(args) -> int:
         for attempt in range(ATTEMPTS):
             documents, shown, document, newest_ours = _current(cache, args.study_uid)
             changed, missing = _change(document, instances, adds, removes)
+            if changed is None and args.description is not None and document is not None \
+                    and args.description != document.description:
+                changed = document.references()  # the same images, described anew
             if changed is None:
+                if document is None and not adds:
+                    raise CommandError(f"study {args.study_uid} has no key images to describe: add some first")
                 break
             data = _document_bytes(cache, args, instances, document, shown, changed)
             try:
