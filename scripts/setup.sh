@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything the workstation and its tests need on a fresh Debian/Ubuntu machine:
 # the system packages (Qt's xcb libraries, Xvfb, the Orthanc PACS and DCMTK used as real test
-# peers, GDCM's tools for benchmarks) and a virtual environment in .venv with the package.
+# peers, dicom3tools (dciodvfy) to check what we write, GDCM's tools for benchmarks) and a
+# virtual environment in .venv with the package.
 # Safe to run again: it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  orthanc dcmtk libgdcm-tools xvfb xauth imagemagick
+  orthanc dcmtk dicom3tools libgdcm-tools xvfb xauth imagemagick
   libxcb-icccm4 libxcb-cursor0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
   libxkbcommon-x11-0 libxkbcommon0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxcb-xfixes0
   libegl1 libgl1 libglx-mesa0 libfontconfig1 libdbus-1-3 libxrender1 fonts-dejavu-core

@@ -314,3 +314,120 @@ def test_verify_repair_leaves_another_process_in_flight_work_alone(tmp_path, sam
     doc = json.loads(ws("verify", "--repair", "--json", home=home).stdout)
     assert doc["repaired"] == 1 and not staging.exists()
     assert_whole(home)
+
+
+# Annotations (kept in the state file)
+
+
+def _annotation(uid: str, study: str, series: str, sop: str, **extra) -> dict:
+    return {"uid": uid, "StudyInstanceUID": study, "SeriesInstanceUID": series, "SOPInstanceUID": sop, "frame": 1,
+            "kind": "length", "points": [[1.5, 2.5], [30.25, 40.0]], **extra}
+
+
+def _annotate(home: Path, study: dict, n: int) -> list[dict]:
+    from workstation.core.cache import Cache
+
+    instance = next(i for i in listed(home, "instance") if i["StudyInstanceUID"] == study["StudyInstanceUID"])
+    documents = [_annotation(f"{study['StudyInstanceUID']}.a{i}", study["StudyInstanceUID"], instance["SeriesInstanceUID"],
+                             instance["SOPInstanceUID"], label=f"Messung {i}") for i in range(n)]
+    with Cache(home) as cache:
+        cache.save_annotations(study["StudyInstanceUID"], documents)
+    return documents
+
+
+def _annotations(home: Path) -> dict[str, list[dict]]:
+    from workstation.core.cache import Cache
+
+    with Cache(home) as cache:
+        return {uid: cache.annotations(uid) for uid in cache.annotated_studies()}
+
+
+def test_annotations_survive_the_rebuild_of_a_damaged_index(tmp_path, samples):
+    home = tmp_path / "home"
+    pinned, touched, last_access = _pinned_and_touched(home, samples)
+    studies = listed(home)
+    saved = {s["StudyInstanceUID"]: _annotate(home, s, n) for s, n in zip(studies[:3], (1, 2, 5), strict=True)}
+    os.truncate(home / "cache" / "index.sqlite", 8192)
+    _assert_rebuilt(home, pinned, touched, last_access)
+    assert _annotations(home) == saved
+
+
+def test_evict_keeps_annotations_and_delete_removes_them_through_the_command_line(tmp_path, samples):
+    home = tmp_path / "home"
+    ws("import", str(samples / COVID), home=home, check_code=1)
+    studies = listed(home)
+    saved = {s["StudyInstanceUID"]: _annotate(home, s, 2) for s in studies[:2]}
+    ws("evict", "--to-size", "0", home=home)
+    assert listed(home) == [] and _annotations(home) == saved
+    first, second = saved
+    ws("import", str(samples / COVID), home=home, check_code=1)  # back from the PACS, with its annotations
+    ws("delete", first, home=home)
+    ws("delete", first, home=home, check_code=2)
+    ws("evict", "--to-size", "0", home=home)
+    ws("delete", second, home=home)  # evicted, but it still had annotations to delete
+    assert _annotations(home) == {}
+    assert "no study 1.2.3 in the cache" in one_error_line(ws("delete", "1.2.3", home=home, check_code=2).stderr)
+
+
+ANNOTATING_WINDOW = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from workstation.core.cache import Cache
+
+    home, study, series, sop, stop = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], Path(sys.argv[5])
+    with Cache(home) as cache:
+        i = 0
+        while i < 20 or not stop.exists():  # the viewer saves its whole set after each new measurement
+            documents = cache.annotations(study)
+            documents.append({"uid": f"{study}.m{i}", "StudyInstanceUID": study, "SeriesInstanceUID": series,
+                              "SOPInstanceUID": sop, "frame": None, "kind": "length", "mm": i / 4})
+            cache.save_annotations(study, documents)
+            cache.touch(study)
+            i += 1
+            if i == 1:
+                print("saving", flush=True)
+    print(i, flush=True)
+    """
+)
+
+
+def test_the_window_saving_annotations_and_the_command_line_changing_key_images_at_once(tmp_path, samples):
+    """Two windows keep saving annotations of two studies while `workstation keys` adds key images to one of
+    them and `pin` pins it: every write of each is there afterwards."""
+    home = tmp_path / "home"
+    ws("import", str(samples / "dcm_qa_enh/In/Siemens/XA10"), str(samples / GE), home=home)
+    instances = listed(home, "instance")
+    studies = sorted({i["StudyInstanceUID"] for i in instances})
+    first = {s: next(i for i in instances if i["StudyInstanceUID"] == s) for s in studies}
+    stop = tmp_path / "stop"
+    windows = [subprocess.Popen([sys.executable, "-c", ANNOTATING_WINDOW, str(home), s, first[s]["SeriesInstanceUID"],
+                                 first[s]["SOPInstanceUID"], str(stop)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for s in studies]
+    try:
+        for window in windows:
+            assert window.stdout.readline().strip() == "saving", window.stderr.read()
+        target = studies[0]
+        sops = [i["SOPInstanceUID"] for i in instances if i["StudyInstanceUID"] == target][:3]
+        for sop in sops:
+            ws("keys", target, "--add", sop, home=home)
+        ws("pin", target, home=home)
+        for window in windows:
+            assert window.poll() is None, f"a window stopped saving before the end: {window.stderr.read()}"
+        stop.touch()
+        rounds = []
+        for window in windows:
+            out, err = window.communicate(timeout=120)
+            assert window.returncode == 0, err
+            rounds.append(int(out))
+    finally:
+        for window in windows:
+            if window.poll() is None:
+                window.kill()
+    saved = _annotations(home)
+    for s, n in zip(studies, rounds, strict=True):
+        assert [d["uid"] for d in saved[s]] == [f"{s}.m{i}" for i in range(n)], "no save lost another's"
+    doc = json.loads(ws("keys", target, "--json", home=home).stdout)
+    assert [k["SOPInstanceUID"] for k in doc["keys"]] == sops and len(doc["documents"]) == 1
+    assert [s["pinned"] for s in listed(home) if s["StudyInstanceUID"] == target] == [True]
+    assert_whole(home)

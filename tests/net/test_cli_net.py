@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
+import urllib.request
+
+import pydicom
 
 from tests.peers import OrthancPeer
 from tests.test_cli import ws
@@ -460,3 +464,29 @@ def test_listen_on_a_busy_port_says_so_in_one_line_with_the_way_out(tmp_path):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: cannot listen on port"), done.stderr
     assert "--port N" in lines[0] and "is another workstation or storescp using it?" in lines[0]
+
+
+def test_send_a_study_with_its_key_images_and_the_node_has_the_document(tmp_path, fresh_orthanc, samples):
+    from tests.test_cli_keys import enhanced_study, keys
+    from workstation.core.dicom.key_objects import KEY_OBJECT_SELECTION, read_key_object
+
+    home = tmp_path / "h"
+    uid, sops = enhanced_study(home, samples)
+    made = keys(home, uid, "--add", sops[0], f"{sops[1]}:2")["document"]
+    configure(home, fresh_orthanc)
+    doc = json.loads(ws("send", "pacs", "--study", uid, "--json", home=home).stdout)
+    assert (doc["sent"], doc["failed"]) == (5, 0)
+    series = json.loads(ws("find", "pacs", "--level", "series", "--study-uid", uid, "--json", home=home).stdout)
+    (ko,) = [s for s in series if s["Modality"] == "KO"]
+    assert ko["SeriesInstanceUID"] == made["SeriesInstanceUID"] and ko["NumberOfSeriesRelatedInstances"] == 1
+    found = json.loads(ws("find", "pacs", "--level", "image", "--study-uid", uid, "--series-uid",
+                          made["SeriesInstanceUID"], "--json", home=home).stdout)
+    assert [(f["SOPInstanceUID"], f["SOPClassUID"]) for f in found] == [(made["SOPInstanceUID"], KEY_OBJECT_SELECTION)]
+    (orthanc_id,) = [r["ID"] for r in fresh_orthanc.rest("POST", "/tools/lookup", made["SOPInstanceUID"].encode())]
+    tags = fresh_orthanc.rest("GET", f"/instances/{orthanc_id}/simplified-tags")
+    assert (tags["SOPClassUID"], tags["Modality"], tags["Manufacturer"]) == (KEY_OBJECT_SELECTION, "KO", "workstation")
+    with urllib.request.urlopen(f"{fresh_orthanc.url}/instances/{orthanc_id}/file", timeout=30) as response:
+        stored = response.read()
+    there = pydicom.dcmread(io.BytesIO(stored))
+    assert there == pydicom.dcmread(made["path"]), "Orthanc holds the document as sent (its File Meta is Orthanc's)"
+    assert read_key_object(there).keys == [(sops[0], None), (sops[1], 2)]

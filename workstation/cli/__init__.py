@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from workstation import __version__
-from workstation.cli import net_verbs
+from workstation.cli import key_verbs, net_verbs
 from workstation.cli.output import EXIT_USAGE, CommandError, error
 
-VERBS = ("import", "list", "render", "verify", "evict", "pin", "delete", *net_verbs.VERBS)
+VERBS = ("import", "list", "render", "verify", "evict", "pin", "delete", "keys", *net_verbs.VERBS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_uid", metavar="STUDY_UID")
     p.add_argument("--unpin", action="store_true")
 
-    p = sub.add_parser("delete", help="delete a study from the cache")
+    p = sub.add_parser("delete", help="delete a study from the cache, with its annotations")
     p.add_argument("study_uid", metavar="STUDY_UID")
+
+    key_verbs.add_parser(sub)
 
     net_verbs.add_parsers(sub, _add_filters)
     return parser

@@ -1,4 +1,4 @@
-"""The headless verbs of issue 2: import, list, render, verify, evict, pin, delete."""
+"""The headless verbs of issue 2: import, list, render, verify, evict, pin, delete; and keys (key_verbs)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         "evict": evict,
         "pin": pin,
         "delete": delete,
+        "keys": keys,
     }[args.verb]
     return handler(args)
 
@@ -204,6 +205,13 @@ def pin(args) -> int:
 
 def delete(args) -> int:
     with open_cache(args) as cache:
-        _require_study(cache, args.study_uid)
+        if args.study_uid not in cache.annotated_studies():  # an evicted study can still have annotations
+            _require_study(cache, args.study_uid)
         cache.delete(args.study_uid)
     return EXIT_OK
+
+
+def keys(args) -> int:
+    from workstation.cli import key_verbs
+
+    return key_verbs.run(args)

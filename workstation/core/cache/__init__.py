@@ -3,6 +3,8 @@
 Qt-free; the CLI, the GUI services and the network receivers all go through `Cache`.
 """
 
+from workstation.core.cache.annotations import AnnotationRefused
+from workstation.core.cache.key_images import KeyObjectsChanged
 from workstation.core.cache.maintenance import rebuild_index
 from workstation.core.cache.query import QueryFilter
 from workstation.core.cache.reports import (
@@ -18,6 +20,7 @@ from workstation.core.cache.reports import (
 from workstation.core.cache.store import Cache
 
 __all__ = [
+    "AnnotationRefused",
     "Cache",
     "CacheBusy",
     "CacheError",
@@ -25,6 +28,7 @@ __all__ = [
     "EvictReport",
     "ImportReport",
     "IndexDamaged",
+    "KeyObjectsChanged",
     "QueryFilter",
     "Rejection",
     "VerifyReport",

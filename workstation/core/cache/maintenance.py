@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 from workstation.core.cache import files, rows, schema
+from workstation.core.cache.annotations import forget as forget_annotations
 from workstation.core.cache.core import CacheCore
 from workstation.core.cache.parse import parse_file
 from workstation.core.cache.reports import CacheError, EvictReport, IndexDamaged, Rejection, VerifyReport
@@ -43,11 +44,13 @@ class Maintenance(CacheCore):
     def delete(self, study_uid: str) -> None:
         """Remove a whole study: its folder goes to trash and its rows go in one unit, then the trash is emptied.
 
-        If the rows cannot be deleted (the index cannot grow on a full disk), the folder comes back.
+        Its annotations go too (eviction keeps them); a study evicted earlier that still has some
+        can be deleted for them alone. If the rows cannot be deleted (the index cannot grow on a
+        full disk), the folder comes back.
         """
-        self._delete(study_uid)
+        self._delete(study_uid, forget=True)
 
-    def _delete(self, study_uid: str, unless_pinned: bool = False) -> int:
+    def _delete(self, study_uid: str, unless_pinned: bool = False, forget: bool = False) -> int:
         with self._stripe(study_uid):
             with self._unit() as unit:
                 c = self._db()
@@ -55,6 +58,8 @@ class Maintenance(CacheCore):
                     "SELECT size_bytes, pinned FROM studies WHERE StudyInstanceUID = ?", (study_uid,)
                 ).fetchone()
                 if row is None:
+                    if forget and forget_annotations(c, study_uid):
+                        return 0
                     raise CacheError(f"no study {study_uid} in the cache")
                 if unless_pinned and row["pinned"]:
                     return -1
@@ -68,6 +73,8 @@ class Maintenance(CacheCore):
                 c.execute("DELETE FROM series WHERE StudyInstanceUID = ?", (study_uid,))
                 c.execute("DELETE FROM studies WHERE StudyInstanceUID = ?", (study_uid,))
                 c.execute("DELETE FROM state.studies WHERE StudyInstanceUID = ?", (study_uid,))
+                if forget:
+                    forget_annotations(c, study_uid)
                 rows.drop_orphan_patients(c)
             return row["size_bytes"]
 

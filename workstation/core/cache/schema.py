@@ -2,7 +2,8 @@
 
 What the files cannot tell (pins, access times) is also kept in a small second database, `state.sqlite`,
 attached as `state` and written in the same transactions, so that an index rebuilt from the files
-gets it back. When the state file alone is damaged it is started again from the index.
+gets it back; the viewer's annotations live only there. When the state file alone is damaged it is
+started again from the index and from what can still be read of its annotations.
 """
 
 from __future__ import annotations
@@ -20,10 +21,14 @@ log = logging.getLogger(__name__)
 INDEX = "index.sqlite"
 STATE = "state.sqlite"
 DAMAGED_INDEX = "index.damaged.sqlite"
-_STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS state.studies(
-    StudyInstanceUID TEXT PRIMARY KEY, pinned INTEGER NOT NULL DEFAULT 0, last_access REAL NOT NULL DEFAULT 0)
-"""
+_STATE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS state.studies("
+    "StudyInstanceUID TEXT PRIMARY KEY, pinned INTEGER NOT NULL DEFAULT 0, last_access REAL NOT NULL DEFAULT 0)",
+    # The viewer's annotations: JSON documents, kept when a study is evicted, gone when it is deleted.
+    "CREATE TABLE IF NOT EXISTS state.annotations("
+    "uid TEXT PRIMARY KEY, StudyInstanceUID TEXT NOT NULL, position INTEGER NOT NULL, document TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS state.annotations_study ON annotations(StudyInstanceUID, position)",
+)
 
 SCHEMA_VERSION = 2
 
@@ -155,6 +160,7 @@ def _holds_files(folder: Path) -> bool:
 
 def _attach_state(conn: sqlite3.Connection, path: Path) -> None:
     fresh = not path.exists()
+    damaged_state: Path | None = None
     try:
         conn.execute("ATTACH DATABASE ? AS state", (str(path),))
         conn.execute("PRAGMA state.journal_mode = WAL")
@@ -164,14 +170,19 @@ def _attach_state(conn: sqlite3.Connection, path: Path) -> None:
             raise
         problem = str(exc)
     if problem:
-        log.warning("the cache's state file %s is damaged (%s); it is started again from the index", path, problem)
+        damaged_state = path.with_name("state.damaged.sqlite")
+        log.warning("the cache's state file %s is damaged (%s); it is started again from the index and what "
+                    "can be read of its annotations (the damaged file is kept as %s)", path, problem, damaged_state.name)
         with contextlib.suppress(sqlite3.Error):
             conn.execute("DETACH DATABASE state")
-        set_aside(path, path.with_name("state.damaged.sqlite"))
+        set_aside(path, damaged_state)
         conn.execute("ATTACH DATABASE ? AS state", (str(path),))
         conn.execute("PRAGMA state.journal_mode = WAL")
         fresh = True
-    conn.execute(_STATE_SCHEMA)
+    for sql in _STATE_SCHEMA:
+        conn.execute(sql)
+    if damaged_state is not None:
+        salvage_annotations(conn, damaged_state)
     if fresh:  # a cache older than the state file, or a damaged one: the index knows the pins
         conn.execute(
             "INSERT OR REPLACE INTO state.studies(StudyInstanceUID, pinned, last_access) "
@@ -208,6 +219,25 @@ def salvage_state(path: Path) -> dict[str, tuple[int, float]]:
     finally:
         conn.close()
     return found
+
+
+def salvage_annotations(conn: sqlite3.Connection, damaged: Path) -> int:
+    """Best effort: copy the annotations a damaged state file still lets us read into the new one."""
+    try:
+        old = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return 0
+    found = []
+    try:
+        for row in old.execute("SELECT uid, StudyInstanceUID, position, document FROM annotations"):
+            found.append(tuple(row))
+    except sqlite3.Error:
+        pass
+    finally:
+        old.close()
+    conn.executemany("INSERT OR IGNORE INTO state.annotations(uid, StudyInstanceUID, position, document) "
+                     "VALUES (?, ?, ?, ?)", found)
+    return len(found)
 
 
 def connect(path: Path, conn: sqlite3.Connection | None = None) -> sqlite3.Connection:

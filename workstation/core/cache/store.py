@@ -22,16 +22,18 @@ Each instance row also keeps a compact JSON slice record (geometry, pixel format
 pixel bytes start), so `volume_slices` can open a series as a volume without reading any header.
 
 The parts live in their own modules: `files` (file store), `schema` and `rows` (the index),
-`ingest` (import pipeline), `reads` (queries), `maintenance` (delete, evict, verify), all on the
-folders, connection and locks of `core`; `Cache` puts them together.
+`ingest` (import pipeline), `reads` (queries), `maintenance` (delete, evict, verify), `key_images`
+(key-image documents, stored as instances), `annotations` (the viewer's, in the state file), all on
+the folders, connection and locks of `core`; `Cache` puts them together.
 """
 
 from __future__ import annotations
 
-from workstation.core.cache.ingest import Ingest
+from workstation.core.cache.annotations import Annotations
+from workstation.core.cache.key_images import KeyImages
 from workstation.core.cache.maintenance import Maintenance
 from workstation.core.cache.reads import Reads
 
 
-class Cache(Ingest, Reads, Maintenance):
+class Cache(KeyImages, Annotations, Reads, Maintenance):
     """The workstation's local store of DICOM instances (see the module docstring for the design)."""

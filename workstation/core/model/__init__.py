@@ -1,5 +1,5 @@
 """The DICOM information model as the browser and viewer see it."""
 
-from workstation.core.model.records import Instance, Patient, Series, Study
+from workstation.core.model.records import Instance, KeyObjectInstance, Patient, Series, Study
 
-__all__ = ["Patient", "Study", "Series", "Instance"]
+__all__ = ["Patient", "Study", "Series", "Instance", "KeyObjectInstance"]

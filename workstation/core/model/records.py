@@ -83,3 +83,28 @@ class Instance:
         d = asdict(self)
         d.pop("extra")
         return d
+
+
+@dataclass(frozen=True, slots=True)
+class KeyObjectInstance:
+    """A Key Object Selection document in the cache, as `Cache.key_objects` lists it (newest first).
+
+    `ours`: made by this workstation (ours to replace); `problem`: why the document cannot be read
+    ("" when it can); `rejection_note`: it lists rejected instances (IHE IOCM), not key images.
+    """
+
+    path: str
+    SOPInstanceUID: str
+    SeriesInstanceUID: str
+    StudyInstanceUID: str
+    ContentDate: str = ""
+    ContentTime: str = ""
+    Manufacturer: str = ""
+    title: str = ""
+    ours: bool = False
+    images: int = 0
+    rejection_note: bool = False
+    problem: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
