@@ -222,3 +222,37 @@ def test_the_help_lists_every_binding_and_the_readme_agrees(qtbot, window):
             if not re.search(rf"`{re.escape(key)}`", readme):
                 missing.append(f"{key} ({binding.text})")
     assert not missing, f"the README's keyboard table lacks: {missing}"
+
+
+def test_annotations_and_key_images_survive_closing_and_reopening_the_study(qtbot, window, samples):
+    from workstation.core.dicom.key_objects import load_key_object
+    from workstation.core.viewer.annotations import new_annotation
+
+    imported(qtbot, window, [samples / PHANTOM / "S2020"])
+    uid = study_uid_of(samples / PHANTOM)
+    viewer = open_study(qtbot, window, uid)
+    model = viewer.viewport.model
+    model.set_index(30)
+    qtbot.waitUntil(lambda: not model.loading, timeout=10000)
+    ref, ds = model.shown, model.display_set
+    drawn = new_annotation("ellipse", [(200, 200), (260, 240)], study_uid=uid, series_uid=ds.SeriesInstanceUID,
+                           sop_uid=ref.SOPInstanceUID, frame=ref.frame, plane=ref.plane)
+    viewer.session.annotations.add(drawn)
+    qtbot.keyClick(viewer.viewport, Qt.Key.Key_K)
+    cache = window.cache.cache
+    qtbot.waitUntil(lambda: cache.key_objects(uid) != [], timeout=10000)     # a KOS document in the cache
+    (document,) = cache.key_objects(uid)
+    assert load_key_object(document.path).keys == [(ref.SOPInstanceUID, None)]
+    window.close_tab(window.tabs.indexOf(viewer))                            # saves what is not saved yet
+    qtbot.waitUntil(lambda: cache.annotations(uid) != [], timeout=10000)
+    assert window.viewer is None
+    again = open_study(qtbot, window, uid)
+    qtbot.waitUntil(lambda: again.session.annotations.for_study(uid) == [drawn], timeout=10000)
+    qtbot.waitUntil(lambda: again.session.key_images.get(uid) == frozenset({(ref.SOPInstanceUID, 0)}), timeout=10000)
+    assert len(again.viewport.model.frames) == 140            # the key-image document is no image to scroll
+    again.viewport.model.set_index(ds.frames.index(ref))
+    qtbot.waitUntil(lambda: not again.viewport.model.loading, timeout=10000)
+    assert "KEY IMAGE" in again.viewport.corner_texts()["top_right"]
+    # unmarking writes a new document without it
+    qtbot.keyClick(again.viewport, Qt.Key.Key_K)
+    qtbot.waitUntil(lambda: cache.key_objects(uid) == [], timeout=10000)

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.key_images import change_key_images, read_key_images, study_instances
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
 from workstation.services.jobs import Job, JobRunner
@@ -62,8 +63,8 @@ class CacheService(QObject):
         uint8 array (grey or RGB) no larger than about `size` pixels a side; the widget wraps it."""
 
         def work(progress, cancel):
-            instances = self.cache.instances(series_uid)
-            if not instances:
+            instances = [i for i in self.cache.instances(series_uid) if i.Rows and i.Columns]
+            if not instances:   # none here yet, or a series of documents (key images, reports)
                 raise LookupError(f"series {series_uid} has no images in the cache")
             return thumbnail(ImageSource.open(instances[len(instances) // 2].path), size)
 
@@ -71,19 +72,33 @@ class CacheService(QObject):
 
     def annotations(self, study_uid: str) -> Job:
         """The saved annotations of a study (JSON documents)."""
-        def work(progress, cancel):
-            read = getattr(self.cache, "annotations", None)
-            return read(study_uid) if read is not None else []
-
-        return self.runner.submit("read annotations", work)
+        return self.runner.submit("read annotations", lambda progress, cancel: self.cache.annotations(study_uid))
 
     def save_annotations(self, study_uid: str, documents: list[dict]) -> Job:
-        def work(progress, cancel):
-            save = getattr(self.cache, "save_annotations", None)
-            if save is not None:
-                save(study_uid, documents)
+        return self.runner.submit("save annotations",
+                                  lambda progress, cancel: self.cache.save_annotations(study_uid, documents))
 
-        return self.runner.submit("save annotations", work)
+    def key_images(self, study_uid: str) -> Job:
+        """The study's key images as the viewer counts them: a frozenset of (SOP Instance UID, frame from 0),
+        and the warnings about documents that could not be read."""
+        def work(progress, cancel):
+            found = read_key_images(self.cache, study_uid)
+            return found.frames(study_instances(self.cache, study_uid)), found.warnings
+
+        return self.runner.submit("read key images", work)
+
+    def mark_key_image(self, study_uid: str, sop_uid: str, frame: int, marked: bool) -> Job:
+        """Mark or unmark one frame (from 0) as a key image: a new key-image document in the cache.
+        Succeeds with the study's key images afterwards, as `key_images` gives them."""
+        def work(progress, cancel):
+            instances = study_instances(self.cache, study_uid)
+            instance = instances.get(sop_uid)
+            key = (sop_uid, None if instance is None or instance.NumberOfFrames <= 1 else frame + 1)
+            found, _missing = change_key_images(self.cache, study_uid, [key] if marked else [],
+                                                [] if marked else [key])
+            return found.frames(study_instances(self.cache, study_uid)), found.warnings
+
+        return self.runner.submit("key image", work)
 
     def frame_thumbnail(self, path: str, frame: int, size: int = 96) -> Job:
         """One frame of a file as a small uint8 array (for a display set's thumbnail)."""

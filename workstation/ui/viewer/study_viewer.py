@@ -136,6 +136,7 @@ class StudyViewerWidget(QWidget):
         self.session.add_study(sets)
         self._watch(sets)
         self._load_annotations(sets.StudyInstanceUID)
+        self._load_key_images(sets.StudyInstanceUID)
         self.arrange()
         if series_uid is not None:
             self.show_series(series_uid)
@@ -171,6 +172,7 @@ class StudyViewerWidget(QWidget):
         self.session.add_study(sets)
         self._watch(sets)
         self._load_annotations(sets.StudyInstanceUID)
+        self._load_key_images(sets.StudyInstanceUID)
         self.arrange()
         shown = {d.StudyInstanceUID for d in self.shown_display_sets()}
         if sets.StudyInstanceUID not in shown and sets.display_sets:
@@ -424,9 +426,34 @@ class StudyViewerWidget(QWidget):
         model.set_view(model.view.at_scale(dpi / 25.4 * spacing[1]))
 
     def toggle_key_image(self) -> None:
-        marked = self.session.toggle_key_image(self.active_model)
-        if marked is not None:
-            self.status_changed.emit("Marked as a key image." if marked else "No longer a key image.")
+        """K: mark or unmark the image; it is kept as a Key Object Selection document in the cache (which
+        can be sent to the PACS); if that fails the mark is taken back and the reason said."""
+        model = self.active_model
+        ref, ds = model.current, model.display_set
+        before = dict(self.session.key_images)
+        marked = self.session.toggle_key_image(model)
+        if marked is None:
+            return
+        self.status_changed.emit("Marked as a key image." if marked else "No longer a key image.")
+        job = self.cache.mark_key_image(ds.StudyInstanceUID, ref.SOPInstanceUID, ref.frame, marked)
+        job.succeeded.connect(lambda found, uid=ds.StudyInstanceUID: self._key_images_read(uid, found))
+
+        def failed(message: str, uid=ds.StudyInstanceUID) -> None:
+            self.session.set_key_images(uid, before.get(uid, frozenset()))
+            self.status_changed.emit(f"The key image could not be kept: {message}")
+
+        job.failed.connect(failed)
+
+    def _load_key_images(self, study_uid: str) -> None:
+        job = self.cache.key_images(study_uid)
+        job.succeeded.connect(lambda found, uid=study_uid: self._key_images_read(uid, found))
+        job.failed.connect(lambda message: self.status_changed.emit(f"The key images are not shown: {message}"))
+
+    def _key_images_read(self, study_uid: str, found) -> None:
+        keys, warnings = found
+        self.session.set_key_images(study_uid, keys)
+        for text in warnings:
+            self.status_changed.emit(text)
 
     def toggle_key_filter(self) -> None:
         model = self.active_model
