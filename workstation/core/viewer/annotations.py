@@ -193,11 +193,13 @@ def roi_stats(values: np.ndarray) -> RoiStats | None:
     return RoiStats(int(values.size), float(values.mean()), float(values.std()), float(values.min()), float(values.max()))
 
 
-def measure(annotation: Annotation, spacing: tuple[float, float] | None, renderer=None, unit: str = "") -> Measurement:
+def measure(annotation: Annotation, spacing: tuple[float, float] | None, renderer=None, unit: str = "",
+            distance_unit: str | None = None) -> Measurement:
     """What an annotation measures on its frame: `spacing` (row, column) in mm or None (pixels);
-    `renderer` (the frame's FrameRenderer) for ROI statistics; `unit` of the modality values."""
+    `renderer` (the frame's FrameRenderer) for ROI statistics; `unit` of the modality values;
+    `distance_unit` names lengths when "mm" would not say enough (e.g. "mm at the detector")."""
     pts, kind = annotation.points, annotation.kind
-    distance_unit = "mm" if spacing else "px"
+    distance_unit = distance_unit or ("mm" if spacing else "px")
     if kind == "length" and len(pts) >= 2:
         value = length(pts[0], pts[1], spacing)
         return Measurement(value, distance_unit, lines=(f"{value:.1f} {distance_unit}",))
@@ -209,7 +211,7 @@ def measure(annotation: Annotation, spacing: tuple[float, float] | None, rendere
         return Measurement(value, "°", lines=(f"Cobb {value:.1f}°",))
     if kind in ROI_KINDS and len(pts) >= (3 if kind == "freehand" else 2):
         value = area(kind, pts, spacing)
-        lines = [f"Area {value / 100:.2f} cm²" if spacing else f"Area {value:.0f} px²"]
+        lines = [f"Area {value / 100:.2f} cm²{distance_unit[2:]}" if spacing else f"Area {value:.0f} px²"]
         stats = None
         if renderer is not None and not renderer.is_color:
             stats = roi_stats(renderer.modality_values(roi_mask(kind, pts, renderer.shape)))

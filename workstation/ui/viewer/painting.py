@@ -79,11 +79,12 @@ def annotations(p: QPainter, t: ViewTransform, items: list[Annotation], model, s
     renderer = model.renderer
     spacing = _spacing(renderer)
     unit = getattr(renderer, "unit", "") if renderer is not None else ""
+    distance_unit = length_unit(renderer)
     p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
     for a in items:
         colour = SELECTED if a.uid == selected else ANNOTATION
         draw_annotation(p, t, a, colour)
-        m = measure(a, spacing, renderer, unit)
+        m = measure(a, spacing, renderer, unit, distance_unit)
         if m.lines and a.kind != "text":
             anchor = _label_anchor(t, a)
             fm = p.fontMetrics()
@@ -92,6 +93,17 @@ def annotations(p: QPainter, t: ViewTransform, items: list[Annotation], model, s
         if a.uid == selected:
             handles(p, t, a.points)
     p.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+
+
+UNIT_BY_KIND = {"patient": "mm", "detector": "mm at the detector", "ultrasound": "mm (ultrasound region)"}
+
+
+def length_unit(renderer) -> str | None:
+    """What a length on this frame is in, in words: mm, mm at the detector, ... or px without spacing."""
+    info = getattr(renderer, "spacing", None) if renderer is not None else None
+    if info is None:
+        return None
+    return UNIT_BY_KIND.get(info.kind, "px")
 
 
 def _spacing(renderer):
