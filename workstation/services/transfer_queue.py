@@ -17,6 +17,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.dicom.dates import iso_date
 from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.core.net.preview import fetch_preview
@@ -322,6 +323,5 @@ class TransferQueue(QObject):
 def study_description(study: Study) -> str:
     """How a transfer names its study: patient, date and description."""
     name = study.PatientName.replace("^", " ").strip() or study.PatientID or "unknown patient"
-    parts = [name, study.StudyDate[:4] + "-" + study.StudyDate[4:6] + "-" + study.StudyDate[6:]
-             if len(study.StudyDate) == 8 else study.StudyDate, study.StudyDescription]
+    parts = [name, iso_date(study.StudyDate), study.StudyDescription]
     return ", ".join(p for p in parts if p)

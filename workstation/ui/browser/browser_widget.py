@@ -35,7 +35,7 @@ from workstation.ui.browser.search_bar import SearchBarWidget, count_text
 from workstation.ui.browser.series_table import SeriesTableWidget
 from workstation.ui.browser.study_table import STUDY_ROLE
 from workstation.ui.browser.study_view import StudyTableView
-from workstation.ui.text import person_name
+from workstation.ui.text import format_date, person_name
 
 
 class BrowserWidget(QWidget):
@@ -349,7 +349,7 @@ class BrowserWidget(QWidget):
         name = person_name(study.PatientName) or study.PatientID
         answer = QMessageBox.question(
             self, "Delete study",
-            f"Delete the study of {name} ({study.StudyDate or 'no date'}) from the local cache?\n"
+            f"Delete the study of {name} ({format_date(study.StudyDate) or 'no date'}) from the local cache?\n"
             "Copies on PACS nodes are not affected.")
         if answer == QMessageBox.StandardButton.Yes:
             job = self.cache.delete_study(study.StudyInstanceUID)
