@@ -36,7 +36,7 @@ def make_window(qtbot, workstation_home):
 
     def make(orthanc=None, nodes=(), port=None, **settings_values):
         port = port or (orthanc.workstation_port if orthanc else free_port())
-        settings = Settings(ae_title=WORKSTATION_AET, port=port, nodes=list(nodes), **settings_values)
+        settings = Settings(**{"ae_title": WORKSTATION_AET, "port": port, "nodes": list(nodes), **settings_values})
         save_settings(workstation_home, settings)
         win, services = build(workstation_home)
         built.append(services)
@@ -202,6 +202,22 @@ def test_a_closed_port_gives_a_worded_error(qtbot, make_window):
     assert win.browser.search_bar.error_label.isVisible()
     assert "refused the connection" in win.browser.search_bar.error_label.text()
     assert "refused the connection" in win.status_label.text()
+
+
+def test_an_unknown_ae_title_or_host_is_said_in_the_browser(qtbot, make_window, orthanc, strict_orthanc):
+    far = Node("far", "FAR", "no-such-host.invalid", 104, connect_timeout=2, network_timeout=5)
+    win = make_window(orthanc, [pacs_node(orthanc), pacs_node(strict_orthanc, "strict"), far], ae_title="STRANGER")
+    error = win.browser.search_bar.error_label
+    search_node(qtbot, win.browser, "strict", expect_rows=0)
+    assert error.isVisible() and "rejected the association: Calling AE title not recognised" in error.text()
+    assert "'STRANGER'" in error.text() and "'STRANGER'" in win.status_label.text()
+    search_node(qtbot, win.browser, "pacs", expect_rows=0)
+    assert "aborted the association instead of answering the search" in error.text()
+    assert "did not answer" not in error.text()
+    search_node(qtbot, win.browser, "far", expect_rows=0)
+    assert error.text().endswith(": the host name 'no-such-host.invalid' of node far could not be found: "
+                                 "check the node's host")
+    assert "Errno" not in error.text() and win.status_label.text() == error.text()
 
 
 @pytest.fixture
