@@ -1,7 +1,8 @@
 """The study browser over a real Orthanc: search, expand, retrieve, open, cancel, send, dead nodes.
 
-The window is built as the application builds it, with settings written into the test's home
-first: our Storage SCP on the port Orthanc knows for WORKSTATION, and the node(s) to search.
+The window is built as the application builds it (`make_window` in conftest), with settings written
+into the test's home first: our Storage SCP on the port Orthanc knows for WORKSTATION, and the node(s)
+to search.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import socket
 import pytest
 from PySide6.QtCore import QTimer
 
-from tests.peers import WORKSTATION_AET, free_port, silent_peer
-from workstation.app import build, shutdown
+from tests.peers import free_port, silent_peer
+from tests.ui.conftest import pacs_node
 from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
 from workstation.core.model.node import Node
-from workstation.core.settings import Settings, load_settings, save_settings
+from workstation.core.settings import load_settings
 from workstation.services.transfer_queue import CANCELLED, DONE, FAILED
 from workstation.ui.browser.study_table import STUDY_ROLE
 
@@ -24,32 +25,6 @@ pytestmark = pytest.mark.timeout(180)
 
 GE_STUDY_PATIENT = "QMNx85rKkkg"   # one CT series of 28 images
 PHANTOM = "PLASTIC"                # the 141-image study: a localizer and a 140-slice series
-
-
-def pacs_node(orthanc, name: str = "pacs") -> Node:
-    return Node(name, orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=20)
-
-
-@pytest.fixture
-def make_window(qtbot, workstation_home):
-    built = []
-
-    def make(orthanc=None, nodes=(), port=None, **settings_values):
-        port = port or (orthanc.workstation_port if orthanc else free_port())
-        settings = Settings(**{"ae_title": WORKSTATION_AET, "port": port, "nodes": list(nodes), **settings_values})
-        save_settings(workstation_home, settings)
-        win, services = build(workstation_home)
-        built.append(services)
-        qtbot.addWidget(win)
-        win.show()
-        qtbot.waitExposed(win)
-        network = services[-1]
-        qtbot.waitUntil(lambda: network.storage.server is not None or "Not receiving" in network.storage.status, timeout=10000)
-        return win
-
-    yield make
-    for services in built:
-        shutdown(services)
 
 
 def search_node(qtbot, browser, name: str, expect_rows: int | None = None):

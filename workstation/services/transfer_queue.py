@@ -182,6 +182,7 @@ class Transfer(QObject):
 
 class TransferQueue(QObject):
     transfer_added = Signal(object)        # Transfer
+    transfers_removed = Signal(list)       # [Transfer]: finished ones the user cleared from the list
 
     def __init__(self, runner: JobRunner, cache: Cache, settings: Callable[[], Settings],
                  server: Callable[[], StorageServer | None], scheduler: Scheduler | None = None) -> None:
@@ -307,6 +308,16 @@ class TransferQueue(QObject):
         self.transfer_added.emit(transfer)
         transfer.ticket = self._enqueue(job, transfer.priority)
         return transfer
+
+    def remove_finished(self, transfers: list[Transfer] | None = None) -> list[Transfer]:
+        """Forget finished transfers (done, failed, cancelled): all of them, or those of `transfers`.
+        Running and waiting ones always stay; returns what was removed."""
+        chosen = self.transfers if transfers is None else transfers
+        removed = [t for t in chosen if t.finished and t in self.transfers]
+        if removed:
+            self.transfers = [t for t in self.transfers if t not in removed]
+            self.transfers_removed.emit(removed)
+        return removed
 
     def _retry(self, old: Transfer) -> Transfer:
         if old.kind == "retrieve":

@@ -9,7 +9,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -33,7 +32,7 @@ from workstation.services.study_loader_service import OpeningHandle, StudyLoader
 from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
 from workstation.ui.network.nodes_dialog import NodesDialog
-from workstation.ui.network.transfers_widget import TransfersWidget
+from workstation.ui.network.transfers_widget import TransfersDockWidget, TransfersWidget
 from workstation.ui.viewer.viewer_widget import ViewerWidget
 
 
@@ -91,14 +90,11 @@ class MainWindow(QMainWindow):
         self.transfers: TransfersWidget | None = None
         if network is not None:
             self.transfers = TransfersWidget(network)
-            self.transfers_dock = QDockWidget("Transfers", self)
-            self.transfers_dock.setObjectName("transfers_dock")
-            self.transfers_dock.setWidget(self.transfers)
+            self.transfers_dock = TransfersDockWidget(self.transfers, self)   # hidden while it is empty
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
-            self.resizeDocks([self.transfers_dock], [150], Qt.Orientation.Vertical)
+            self.transfers_dock.place()
             network.storage.server_changed.connect(self.server_label.setText)
-            network.instances_received.connect(
-                lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
+            network.instances_received.connect(self._on_instances_received)
             network.instance_added.connect(self.loader.instances_added)
             network.queue.transfer_added.connect(self._on_transfer_added)
             self.browser.remote_open_requested.connect(self.open_remote)
@@ -284,6 +280,11 @@ class MainWindow(QMainWindow):
         verb = "Retrieval" if transfer.kind == "retrieve" else "Send"
         self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {transfer.state}: "
                          f"{transfer.status_text()}")
+
+    def _on_instances_received(self, calling: str, count: int, receiving: bool) -> None:
+        """A push into the Storage SCP: its running total while it goes on, the whole once it ended."""
+        images = f"{count} image{'' if count == 1 else 's'}"
+        self.show_status(f"Receiving from {calling}: {images}…" if receiving else f"Received {images} from {calling}.")
 
     def show_status(self, message: str) -> None:
         self.status_label.setText(message)
