@@ -20,6 +20,7 @@ def build(home: Path):
     from workstation.services.jobs import JobRunner
     from workstation.services.network_service import NetworkService
     from workstation.ui.main_window import MainWindow
+    from workstation.ui.window_state import WindowState
 
     children.use_start_method("forkserver")  # Qt's threads, which Python cannot see, make fork unsafe here
     transport.install()
@@ -33,6 +34,7 @@ def build(home: Path):
     frames = FrameService()
     network = NetworkService(home, cache, settings)
     window = MainWindow(cache_service, frames, network)
+    WindowState(home).attach(window)   # size, place, splitters, source as the window was last closed
     network.storage.start()  # its state (or a busy port, in words) reaches the status bar
     network.prepare_retrieval()
     return window, (cache, runner, cache_service, frames, network)

@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
     display_set_shown = Signal(object)   # the DisplaySet now in the viewer
     display_set_grown = Signal(object)   # the DisplaySet in the viewer, with more images than before
     import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
+    window_state = None                  # a WindowState (ui/window_state) once attached: the import dialogs' folder
 
     def __init__(self, cache: CacheService, frames: FrameService, network: NetworkService | None = None,
                  loader: StudyLoaderService | None = None, parent: QWidget | None = None) -> None:
@@ -148,24 +149,35 @@ class MainWindow(QMainWindow):
     # --- importing ----------------------------------------------------------------------------
 
     def choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files", self._import_folder())
         if paths:
-            self.import_paths(paths)
+            self._import_chosen(paths)
 
     def choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files")
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files", self._import_folder())
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
 
     def choose_zip(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a ZIP archive", filter="ZIP archives (*.zip);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import a ZIP archive", self._import_folder(),
+                                              filter="ZIP archives (*.zip);;All files (*)")
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
 
     def choose_dicomdir(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import DICOMDIR media", filter="DICOMDIR (DICOMDIR dicomdir);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import DICOMDIR media", self._import_folder(),
+                                              filter="DICOMDIR (DICOMDIR dicomdir);;All files (*)")
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
+
+    def _import_folder(self) -> str:
+        """Where an import dialog opens: the folder chosen last time ("" lets Qt choose)."""
+        return self.window_state.import_folder() if self.window_state is not None else ""
+
+    def _import_chosen(self, paths: list[str]) -> None:
+        if self.window_state is not None:
+            self.window_state.remember_import(paths[0])
+        self.import_paths(paths)
 
     def import_paths(self, paths: list[str], open_first: bool = False) -> Job | None:
         if self.import_job is not None:

@@ -63,16 +63,16 @@ class BrowserWidget(QWidget):
         self.model = self.table.studies
         self.proxy = self.table.proxy
         self.series_table = SeriesTableWidget(cache, network)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.table)
-        split.addWidget(self.series_table)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)   # studies above, the selected study's series below
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.series_table)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.search_bar)
         layout.addWidget(self.empty_hint)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.splitter, 1)
         layout.addLayout(self._action_bar())
 
         self._refresh = QTimer(self, singleShot=True, interval=300)
