@@ -37,7 +37,9 @@ from workstation.ui.viewer.viewer_widget import ViewerWidget
 
 
 def import_summary(report: ImportReport) -> str:
-    parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")]
+    studies = len(report.study_uids)
+    parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")
+             + (f" of {studies} stud" + ("y" if studies == 1 else "ies") if studies else "")]
     if report.duplicates:
         parts.append(f"{report.duplicates} already in the cache")
     if report.replaced:
@@ -221,6 +223,14 @@ class MainWindow(QMainWindow):
             box.show()
         if self._open_first_after_import and report.series_uids:
             self.open_series(report.series_uids[0])
+        else:
+            self._show_imported(report)
+
+    def _show_imported(self, report: ImportReport) -> None:
+        """After an import from the menu or a drop: the Studies tab, the imported studies listed, the first selected."""
+        if report.study_uids:
+            self.tabs.setCurrentWidget(self.browser)
+            self.browser.show_studies(report.study_uids)
 
     def _on_import_failed(self, message: str) -> None:
         self.show_status(message)

@@ -31,7 +31,7 @@ from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService
 from workstation.services.query_service import FoundBatch, where_it_is
 from workstation.services.transfer_queue import study_description
-from workstation.ui.browser.search_bar import SearchBarWidget, count_text
+from workstation.ui.browser.search_bar import LOCAL, SearchBarWidget, count_text
 from workstation.ui.browser.series_table import SeriesTableWidget
 from workstation.ui.browser.study_table import STUDY_ROLE
 from workstation.ui.browser.study_view import StudyTableView
@@ -52,6 +52,8 @@ class BrowserWidget(QWidget):
         self._search_job: Job | None = None
         self._locality_job: Job | None = None
         self._dirty_studies: set[str] = set()
+        self._to_show: list[str] = []   # studies to list and select once the local list has them (an import's)
+        self._filters_cleared = False
 
         self.search_bar = SearchBarWidget()
         self.empty_hint = QLabel("The local cache is empty. Use File > Import, or drop DICOM files, folders, "
@@ -194,6 +196,33 @@ class BrowserWidget(QWidget):
         if self.sender() is self._search_job:
             self.search_bar.set_searching(False)
 
+    def show_studies(self, study_uids: list[str]) -> None:
+        """List these local studies (just imported, say) and select the first of them in the table's order:
+        over the local cache, with the search fields cleared if they would hide some."""
+        self._to_show, self._filters_cleared = list(study_uids), False
+        if self.current_node() is not None:
+            self.search_bar.set_source(LOCAL)   # searches the cache
+        else:
+            self.search()
+
+    def _show_pending(self) -> bool:
+        """Select the first study waiting to be shown; False when the fields hide some and were cleared instead."""
+        wanted = set(self._to_show)
+        listed = {s.StudyInstanceUID for s in self.model.studies} & wanted
+        if listed != wanted and not self._filters_cleared and self.search_bar.has_filters():
+            self._filters_cleared = True
+            self.search_bar.clear_filters()   # a search follows
+            self.search()
+            return False
+        self._to_show = []
+        for row in range(self.proxy.rowCount()):
+            study = self.proxy.index(row, 0).data(STUDY_ROLE)
+            if study.StudyInstanceUID in wanted:
+                self.table.select_study(study.StudyInstanceUID)
+                self.table.scrollTo(self.proxy.index(row, 0))
+                break
+        return True
+
     def _on_searched(self, studies: list[Study]) -> None:
         if self.sender() is not self._search_job:
             return  # an older search answered late
@@ -205,7 +234,9 @@ class BrowserWidget(QWidget):
         self.empty_hint.setVisible(unfiltered and not studies)
         if first_rows and studies:
             self.table.fit_columns()
-        if selected is not None:
+        if self._to_show:
+            self._show_pending()
+        elif selected is not None:
             self.table.select_study(selected.StudyInstanceUID)
 
     # --- arrivals: where it is, and the local list, follow the cache -------------------------

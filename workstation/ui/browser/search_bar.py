@@ -199,6 +199,22 @@ class SearchBarWidget(QWidget):
     def referring(self) -> str:
         return wildcard(self.referring_edit.text())
 
+    def has_filters(self) -> bool:
+        return self.query() != QueryFilter() or bool(self.referring()) or bool(self.date_problem())
+
+    def clear_filters(self) -> None:
+        """Empty every field (the source stays); no search is asked for: the caller searches."""
+        edits = (self.search_edit, self.name_edit, self.id_edit, self.accession_edit, self.referring_edit,
+                 self.description_edit)
+        blockers = [QSignalBlocker(w) for w in (*edits, self.modality_box)]
+        for edit in edits:
+            edit.clear()
+        self.modality_box.setCurrentIndex(0)
+        del blockers
+        for field in (self.date_from, self.date_to):
+            field.set_dicom_date("", announce=False)
+        self._debounce.stop()
+
     def ask_search(self) -> None:
         """Search (the button or Return): unless a date field holds no date, which is said instead."""
         problem = self.date_problem()
