@@ -39,11 +39,11 @@ def test_size_place_splitter_source_and_import_folder_come_back(qtbot, open_wind
     qtbot.waitUntil(lambda: first.size().width() == 700, timeout=5000)
     first.browser.splitter.setSizes([120, 260])
     sizes = first.browser.splitter.sizes()
-    first.browser.search_bar.set_source("pacs")
     folder = samples / "dcm_qa_ct/In/GE"
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
     with qtbot.waitSignal(first.import_ended, timeout=60000):
         first.choose_folder()                                  # File > Import folder…
+    first.browser.search_bar.set_source("pacs")
     geometry = first.geometry()
     first.close()
     assert (workstation_home / "window.ini").is_file()

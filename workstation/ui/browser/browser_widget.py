@@ -60,6 +60,7 @@ class BrowserWidget(QWidget):
                                  "ZIP archives or a DICOMDIR on this window; or choose a node above to search a PACS.")
         self.empty_hint.setObjectName("empty_hint")
         self.empty_hint.setStyleSheet("color: palette(mid); padding: 12px;")
+        self.empty_hint.setWordWrap(True)   # else its one line sets the window's least width (1009 px)
         self.empty_hint.hide()
         self.table = StudyTableView()
         self.model = self.table.studies
@@ -198,30 +199,38 @@ class BrowserWidget(QWidget):
 
     def show_studies(self, study_uids: list[str]) -> None:
         """List these local studies (just imported, say) and select the first of them in the table's order:
-        over the local cache, with the search fields cleared if they would hide some."""
+        where they are listed already (a node's list showing them all), else over the local cache, with the
+        search fields cleared if they would hide some."""
+        wanted = set(study_uids)
+        if self.current_node() is not None and wanted <= {s.StudyInstanceUID for s in self.model.studies}:
+            self._select_first_of(wanted)
+            return
         self._to_show, self._filters_cleared = list(study_uids), False
         if self.current_node() is not None:
             self.search_bar.set_source(LOCAL)   # searches the cache
         else:
             self.search()
 
-    def _show_pending(self) -> bool:
-        """Select the first study waiting to be shown; False when the fields hide some and were cleared instead."""
+    def _show_pending(self) -> None:
+        """Select the first study waiting to be shown, unless the fields hide some: then clear them and search."""
         wanted = set(self._to_show)
         listed = {s.StudyInstanceUID for s in self.model.studies} & wanted
         if listed != wanted and not self._filters_cleared and self.search_bar.has_filters():
             self._filters_cleared = True
-            self.search_bar.clear_filters()   # a search follows
+            self.search_bar.clear_filters()
             self.search()
-            return False
+            return
         self._to_show = []
+        self._select_first_of(wanted)
+
+    def _select_first_of(self, study_uids: set[str]) -> None:
         for row in range(self.proxy.rowCount()):
             study = self.proxy.index(row, 0).data(STUDY_ROLE)
-            if study.StudyInstanceUID in wanted:
-                self.table.select_study(study.StudyInstanceUID)
+            if study.StudyInstanceUID in study_uids:
+                if study.StudyInstanceUID != getattr(self.current_study(), "StudyInstanceUID", None):
+                    self.table.select_study(study.StudyInstanceUID)
                 self.table.scrollTo(self.proxy.index(row, 0))
-                break
-        return True
+                return
 
     def _on_searched(self, studies: list[Study]) -> None:
         if self.sender() is not self._search_job:
