@@ -44,6 +44,10 @@ def test_typed_dates_in_either_form_give_the_same_filter_and_show_as_iso(qtbot, 
     bar.date_from.clear()
     bar.date_to.clear()
     assert bar.query().StudyDate == ""
+    bar.date_from.setFocus()
+    qtbot.keyClicks(bar.date_from, "1995.05.01")             # typed and left alone: shown as ISO after a pause
+    assert bar.query().StudyDate == "19950501-"
+    qtbot.waitUntil(lambda: bar.date_from.text() == "1995-05-01", timeout=5000)
 
 
 def test_a_date_that_is_not_one_is_said_and_not_searched(qtbot, bar):

@@ -67,6 +67,8 @@ def test_finished_rows_are_cleared_and_an_empty_panel_takes_no_room(qtbot, make_
     failed = queue.retrieve(dead, "1.2.3.4", description="from a dead node")
     qtbot.waitUntil(lambda: done.finished and failed.finished, timeout=60000)
     assert (done.state, failed.state) == (DONE, FAILED)
+    reason = f"127.0.0.1:{dead.port} refused the connection"   # said once, not after 'Retrieve from dead failed:'
+    assert failed.error.startswith(reason) and panel.table.item(panel.rows[failed], 4).text().startswith(reason)
     running = queue.retrieve(silent_node, "1.2.3.5", description="from a silent node")
     cancelled = queue.retrieve(silent_node, "1.2.3.6", description="cancelled", priority=Priority.BACKGROUND)
     waiting = queue.retrieve(pacs, studies[1].StudyInstanceUID, description="second smallest")

@@ -164,7 +164,8 @@ class Transfer(QObject):
         self.changed.emit()
 
     def _on_failed(self, message: str) -> None:
-        self.error = message
+        name = self.job.name if self.job is not None else ""
+        self.error = message.removeprefix(f"{name} failed: ")   # the row and the status line name the transfer
         self.state = FAILED
         self.changed.emit()
 

@@ -310,6 +310,7 @@ class MainWindow(QMainWindow):
 
     def show_status(self, message: str) -> None:
         self.status_label.setText(message)
+        self.status_label.setToolTip(message)   # a long message is cut at the window's edge
 
     def closeEvent(self, event) -> None:
         if self.import_job is not None:

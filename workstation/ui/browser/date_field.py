@@ -8,7 +8,7 @@ calendar opens at the field's date, or today.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtCore import QDate, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QCalendarWidget, QFrame, QLineEdit, QVBoxLayout, QWidget
 
@@ -16,6 +16,9 @@ from workstation.core.dicom.dates import parse_date
 from workstation.core.resources import resource_path
 
 INVALID_STYLE = "color: #c0392b;"
+TIDY_AFTER_MS = 800
+"""A complete date typed in another form is shown as ISO once typing has paused this long (or at once
+when the field is left or Return is pressed)."""
 
 
 def iso(date: str) -> str:
@@ -46,6 +49,8 @@ class DateFieldWidget(QLineEdit):
         self.calendar.clicked.connect(self._picked)
         self.calendar.activated.connect(self._picked)
         self._announced = ""
+        self._tidy_timer = QTimer(self, singleShot=True, interval=TIDY_AFTER_MS)
+        self._tidy_timer.timeout.connect(self.tidy)
         self.textChanged.connect(self._on_text_changed)
         self.editingFinished.connect(self.tidy)
 
@@ -69,6 +74,7 @@ class DateFieldWidget(QLineEdit):
 
     def tidy(self) -> None:
         """Typing is done: show a date the one way dates are shown (2015-01-31)."""
+        self._tidy_timer.stop()
         date = self.dicom_date()
         if date and self.text() != iso(date):
             self.setText(iso(date))
@@ -77,6 +83,10 @@ class DateFieldWidget(QLineEdit):
         date = self.dicom_date()
         self.setStyleSheet("" if date is not None else INVALID_STYLE)
         self.setToolTip(self._tip if date is not None else self.problem("typed") + "\n" + self._tip)
+        if date and self.text() != iso(date):
+            self._tidy_timer.start()
+        else:
+            self._tidy_timer.stop()
         if date is not None and date != self._announced:
             self._announced = date
             self.date_changed.emit()
