@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from PySide6.QtNetwork import QLocalServer
 
 from tests.peers import free_port
 from workstation.core.settings import Settings, save_settings
+from workstation.services.single_instance import server_name
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")]
 
@@ -103,3 +105,4 @@ def test_a_second_start_hands_its_folder_to_the_open_window_and_exits(workstatio
             if proc.poll() is None:
                 proc.kill()
             proc.wait(10)
+        QLocalServer.removeServer(server_name(home))   # a killed window leaves its socket in the temporary folder
