@@ -126,6 +126,9 @@ class OrthancPeer:
     http_port: int = 0
     modalities: list[Modality] = field(default_factory=list)
     workstation_port: int = 0
+    always_allow: bool = True
+    """False: a calling AE title not in DicomModalities is rejected at association time ("calling AE title
+    not recognised"); True (the default): it may associate and C-ECHO, and other requests are aborted."""
     proc: subprocess.Popen | None = None
 
     @property
@@ -143,8 +146,8 @@ class OrthancPeer:
             "StorageDirectory": str(self.workdir / "storage"),
             "IndexDirectory": str(self.workdir / "storage"),
             "DicomCheckCalledAet": True,
-            "DicomAlwaysAllowEcho": True,
-            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowEcho": self.always_allow,
+            "DicomAlwaysAllowStore": self.always_allow,
             "SynchronousCMove": True,
             "DicomAssociationCloseDelay": 0,
             "OverwriteInstances": True,
@@ -171,7 +174,8 @@ class OrthancPeer:
         )
         log.close()
         wait_until(lambda: self.rest("GET", "/system") is not None, 30, "Orthanc HTTP", self.proc)
-        wait_until(lambda: c_echo(self.aet, self.port), 30, "Orthanc C-ECHO", self.proc)
+        calling = "WSTEST" if self.always_allow else WORKSTATION_AET
+        wait_until(lambda: c_echo(self.aet, self.port, calling), 30, "Orthanc C-ECHO", self.proc)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -354,6 +358,14 @@ def fresh_orthanc(tmp_path) -> OrthancPeer:
     """An empty Orthanc of the test's own, for tests that kill or fill it."""
     require_binary(ORTHANC_BIN, "orthanc")
     with running(OrthancPeer(tmp_path / "orthanc")) as peer:
+        yield peer
+
+
+@pytest.fixture(scope="session")
+def strict_orthanc(tmp_path_factory) -> OrthancPeer:
+    """An empty Orthanc that knows only the tests' AE title and rejects any other caller at association time."""
+    require_binary(ORTHANC_BIN, "orthanc")
+    with running(OrthancPeer(tmp_path_factory.mktemp("strict-orthanc"), always_allow=False)) as peer:
         yield peer
 
 

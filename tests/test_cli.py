@@ -87,6 +87,8 @@ def test_import_list_render_verify(tmp_path, samples):
     assert [s["NumberOfSeriesRelatedInstances"] for s in series] == [140]
     assert json.loads(ws("list", "--patient-name", "nobody*", "--json", home=home).stdout) == []
     assert len(json.loads(ws("list", "--modality", "CT", "--study-date", "20150101-20151231", "--json", home=home).stdout)) == 1
+    table = ws("list", home=home).stdout   # for people, the date reads as everywhere else; JSON keeps DICOM's DA
+    assert "2015-02-06" in table and "20150206" not in table
 
     instances = json.loads(ws("list", "--level", "instance", "--series-uid", series[0]["SeriesInstanceUID"], "--json",
                               home=home).stdout)

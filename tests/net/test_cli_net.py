@@ -75,6 +75,27 @@ def test_unknown_called_ae_is_one_clear_error(tmp_path, orthanc):
     assert proc.stderr.startswith("error:") and "Called AE title not recognised" in proc.stderr
 
 
+def test_an_unknown_ae_title_and_an_unknown_host_are_said_in_words(tmp_path, orthanc, strict_orthanc):
+    home = tmp_path / "h"
+    configure(home, orthanc)
+    ws("node", "add", "strict", "--aet", strict_orthanc.aet, "--host", "127.0.0.1", "--port", str(strict_orthanc.port),
+       home=home)
+    ws("node", "add", "far", "--aet", "FAR", "--host", "no-such-host.invalid", "--port", "104", home=home)
+    ws("config", "set", "ae-title", "STRANGER", home=home)
+    for verb in (["echo", "strict"], ["find", "strict"], ["retrieve", "strict", "--study", "1.2.3"]):
+        err = ws(*verb, home=home, check_code=2).stderr
+        assert err.startswith("error:") and err.count("\n") == 1, err
+        assert "rejected the association: Calling AE title not recognised" in err and "'STRANGER'" in err, err
+    study = orthanc.study_uids()[0]
+    for verb in (["find", "pacs"], ["retrieve", "pacs", "--study", study]):   # Orthanc aborts them, at once
+        err = ws(*verb, home=home, check_code=2).stderr
+        assert "aborted the association" in err and "'STRANGER'" in err and "did not answer" not in err, err
+    for verb in (["echo", "far"], ["find", "far"], ["retrieve", "far", "--study", "1.2.3"]):
+        err = ws(*verb, home=home, check_code=2).stderr
+        assert err == ("error: the host name 'no-such-host.invalid' of node far could not be found: "
+                       "check the node's host\n"), err
+
+
 def test_retrieve_by_get_then_again_only_what_is_missing(tmp_path, orthanc):
     home = tmp_path / "h"
     configure(home, orthanc)

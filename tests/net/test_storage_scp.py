@@ -40,6 +40,27 @@ def test_a_push_is_committed_before_it_is_answered(tmp_path, samples, receivers)
 
 
 @MODES
+def test_each_association_is_heard_opened_and_ended_once_what_it_brought_is_committed(tmp_path, samples, receivers):
+    port = free_port()
+    heard: list[str] = []
+    associations: list[tuple[str, bool, int]] = []
+    with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WSSCP", port, host="127.0.0.1", receivers=receivers,
+                                                        allowed_calling_aets=["STORESCU", "ECHOSCU"]) as server:
+        server.subscribe(lambda calling, sop, size: heard.append(sop))
+        server.subscribe_associations(lambda calling, opened: associations.append((calling, opened, len(heard))))
+        assert push(samples / "dcm_qa_ct/In/GE", port).returncode == 0
+        assert push(samples / "dcm_qa_ct/In/GE", port, calling="INTRUDER").returncode != 0   # never established
+        echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "WSSCP", "127.0.0.1", str(port)],
+                              capture_output=True, env=peer_env())
+        assert echo.returncode == 0
+        deadline = time.monotonic() + 10
+        while len(associations) < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert associations == [("STORESCU", True, 0), ("STORESCU", False, 28), ("ECHOSCU", True, 28),
+                            ("ECHOSCU", False, 28)]
+
+
+@MODES
 def test_only_the_allowed_calling_ae_titles_may_push(tmp_path, samples, receivers):
     port = free_port()
     with Cache(tmp_path / "ws") as cache, StorageServer(cache, "WSSCP", port, host="127.0.0.1", receivers=receivers,

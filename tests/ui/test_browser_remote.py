@@ -1,7 +1,8 @@
 """The study browser over a real Orthanc: search, expand, retrieve, open, cancel, send, dead nodes.
 
-The window is built as the application builds it, with settings written into the test's home
-first: our Storage SCP on the port Orthanc knows for WORKSTATION, and the node(s) to search.
+The window is built as the application builds it (`make_window` in conftest), with settings written
+into the test's home first: our Storage SCP on the port Orthanc knows for WORKSTATION, and the node(s)
+to search.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import socket
 import pytest
 from PySide6.QtCore import QTimer
 
-from tests.peers import WORKSTATION_AET, free_port, silent_peer
-from workstation.app import build, shutdown
+from tests.peers import free_port, silent_peer
+from tests.ui.conftest import pacs_node
 from workstation.core.cache import QueryFilter
 from workstation.core.model import Study
 from workstation.core.model.node import Node
-from workstation.core.settings import Settings, load_settings, save_settings
+from workstation.core.settings import load_settings
 from workstation.services.transfer_queue import CANCELLED, DONE, FAILED
 from workstation.ui.browser.study_table import STUDY_ROLE
 
@@ -24,32 +25,6 @@ pytestmark = pytest.mark.timeout(180)
 
 GE_STUDY_PATIENT = "QMNx85rKkkg"   # one CT series of 28 images
 PHANTOM = "PLASTIC"                # the 141-image study: a localizer and a 140-slice series
-
-
-def pacs_node(orthanc, name: str = "pacs") -> Node:
-    return Node(name, orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=20)
-
-
-@pytest.fixture
-def make_window(qtbot, workstation_home):
-    built = []
-
-    def make(orthanc=None, nodes=(), port=None, **settings_values):
-        port = port or (orthanc.workstation_port if orthanc else free_port())
-        settings = Settings(ae_title=WORKSTATION_AET, port=port, nodes=list(nodes), **settings_values)
-        save_settings(workstation_home, settings)
-        win, services = build(workstation_home)
-        built.append(services)
-        qtbot.addWidget(win)
-        win.show()
-        qtbot.waitExposed(win)
-        network = services[-1]
-        qtbot.waitUntil(lambda: network.storage.server is not None or "Not receiving" in network.storage.status, timeout=10000)
-        return win
-
-    yield make
-    for services in built:
-        shutdown(services)
 
 
 def search_node(qtbot, browser, name: str, expect_rows: int | None = None):
@@ -205,6 +180,22 @@ def test_a_closed_port_gives_a_worded_error(qtbot, make_window):
     assert win.browser.search_bar.error_label.isVisible()
     assert "refused the connection" in win.browser.search_bar.error_label.text()
     assert "refused the connection" in win.status_label.text()
+
+
+def test_an_unknown_ae_title_or_host_is_said_in_the_browser(qtbot, make_window, orthanc, strict_orthanc):
+    far = Node("far", "FAR", "no-such-host.invalid", 104, connect_timeout=2, network_timeout=5)
+    win = make_window(orthanc, [pacs_node(orthanc), pacs_node(strict_orthanc, "strict"), far], ae_title="STRANGER")
+    error = win.browser.search_bar.error_label
+    search_node(qtbot, win.browser, "strict", expect_rows=0)
+    assert error.isVisible() and "rejected the association: Calling AE title not recognised" in error.text()
+    assert "'STRANGER'" in error.text() and "'STRANGER'" in win.status_label.text()
+    search_node(qtbot, win.browser, "pacs", expect_rows=0)
+    assert "aborted the association instead of answering the search" in error.text()
+    assert "did not answer" not in error.text()
+    search_node(qtbot, win.browser, "far", expect_rows=0)
+    assert error.text().endswith(": the host name 'no-such-host.invalid' of node far could not be found: "
+                                 "check the node's host")
+    assert "Errno" not in error.text() and win.status_label.text() == error.text()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, Qt
 
 from workstation.app import build, shutdown
 from workstation.core.cache import files
+from workstation.ui.browser.study_table import STUDY_ROLE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -230,3 +231,58 @@ def test_pin_and_delete_from_the_browser(qtbot, window, samples, monkeypatch):
     browser.confirm_delete(study)
     qtbot.waitUntil(lambda: browser.model.rowCount() == 0, timeout=10000)
     assert window.cache.cache.studies() == []
+
+
+def test_an_import_from_the_menu_shows_the_imported_studies_selected(qtbot, window, samples, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    browser = window.browser
+    import_and_wait(qtbot, window, [samples / "dcm_qa_ct/In/GE"])
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 1, timeout=10000)
+    window.open_study(browser.model.studies[0].StudyInstanceUID)   # the user was reading a study
+    wait_for_viewer(qtbot, window)
+    qtbot.keyClicks(browser.search_bar.name_edit, "nobody")        # a search that hides what comes next
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 0, timeout=10000)
+    window.tabs.setCurrentWidget(window.viewer)
+    folder = samples / "tcia_covid19_ny_sbu"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    with qtbot.waitSignal(window.import_ended, timeout=60000) as ended:
+        window.choose_folder()                                     # File > Import folder…
+    report = ended.args[0]
+    imported = set(report.study_uids)
+    assert len(imported) == 6 and report.imported == 18
+    assert window.tabs.currentWidget() is window.browser
+    qtbot.waitUntil(lambda: {s.StudyInstanceUID for s in browser.model.studies} >= imported, timeout=10000)
+    assert browser.search_bar.name_edit.text() == ""               # the search that hid them was cleared
+    first_imported = next(browser.proxy.index(row, 0).data(STUDY_ROLE) for row in range(browser.proxy.rowCount())
+                          if browser.proxy.index(row, 0).data(STUDY_ROLE).StudyInstanceUID in imported)
+    qtbot.waitUntil(lambda: browser.current_study() is not None, timeout=10000)
+    assert browser.current_study().StudyInstanceUID == first_imported.StudyInstanceUID
+    qtbot.waitUntil(lambda: browser.series_table.rowCount() == 3, timeout=10000)   # its series are listed
+    assert window.status_label.text().startswith("Imported 18 images of 6 studies")
+    assert len(window.viewers) == 1                                # nothing more was opened for the user
+
+
+def test_a_drop_shows_the_dropped_study_among_the_others(qtbot, window, samples):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    browser = window.browser
+    import_and_wait(qtbot, window, [samples / "dcm_qa_ct/In/GE"])
+    qtbot.waitUntil(lambda: browser.model.rowCount() == 1, timeout=10000)
+    window.open_study(browser.model.studies[0].StudyInstanceUID)
+    wait_for_viewer(qtbot, window)
+    window.tabs.setCurrentWidget(window.viewer)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(samples / PHANTOM_STUDY))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.import_ended, timeout=60000) as ended:
+        window.dropEvent(event)
+    assert ended.args[0].imported == 141 and len(ended.args[0].study_uids) == 1
+    assert window.tabs.currentWidget() is window.browser
+    qtbot.waitUntil(lambda: browser.current_study() is not None and browser.current_study().PatientID == "PLASTIC",
+                    timeout=10000)
+    assert browser.model.rowCount() == 2
+    qtbot.waitUntil(lambda: browser.series_table.rowCount() == 2, timeout=10000)
+    assert window.status_label.text() == "Imported 141 images of 1 study."

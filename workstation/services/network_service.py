@@ -6,7 +6,8 @@
 They share one `JobRunner` of their own, so a dead node never starves the local cache's jobs.
 `instance_added(study, series)` tells the window, coalesced, that instances reached the cache
 (from a retrieval, a push or an import), so views of them can grow; `instances_received(calling
-AE, n)` counts pushes.
+AE, n, receiving)` counts what a sender pushes into the Storage SCP, from the first of its
+associations to the end of the last: the running total while it goes on, then the whole.
 """
 
 from __future__ import annotations
@@ -26,9 +27,20 @@ from workstation.services.storage_service import StorageService
 from workstation.services.transfer_queue import TransferQueue
 
 
+class _Sender:
+    """A calling AE title's pushes in progress: its open associations and what they brought so far."""
+
+    __slots__ = ("associations", "images", "changed")
+
+    def __init__(self) -> None:
+        self.associations = 0
+        self.images = 0
+        self.changed = False
+
+
 class NetworkService(QObject):
     instance_added = Signal(str, str)      # StudyInstanceUID, SeriesInstanceUID (coalesced)
-    instances_received = Signal(str, int)  # calling AE title, images pushed into the Storage SCP since last time
+    instances_received = Signal(str, int, bool)  # calling AE title, images it pushed so far, still sending
     settings_changed = Signal(object)      # Settings
     _wake = Signal()
 
@@ -41,11 +53,12 @@ class NetworkService(QObject):
         self.runner = runner or JobRunner(max_threads=16)
         current = lambda: self.settings  # noqa: E731 - jobs read the settings of the moment they are asked for
         self.queries = QueryService(self.runner, cache, current)
-        self.storage = StorageService(self.runner, cache, current, on_pushed=self._on_pushed)
+        self.storage = StorageService(self.runner, cache, current, on_pushed=self._on_pushed,
+                                      on_association=self._on_association)
         self.queue = TransferQueue(self.runner, cache, current, lambda: self.storage.server)
         self._lock = threading.Lock()
         self._added: dict[tuple[str, str], None] = {}
-        self._received: dict[str, int] = {}
+        self._senders: dict[str, _Sender] = {}   # calling AE title -> its pushes in progress
         self._scheduled = False
         self._closed = False
         self._drain_timer = QTimer(self, singleShot=True, interval=coalesce_ms)
@@ -64,22 +77,37 @@ class NetworkService(QObject):
             self._wake.emit()
 
     def _on_pushed(self, calling_aet: str, sop_uid: str, size: int) -> None:
+        self._update_sender(calling_aet, images=1)
+
+    def _on_association(self, calling_aet: str, opened: bool) -> None:
+        self._update_sender(calling_aet, associations=1 if opened else -1)
+
+    def _update_sender(self, calling_aet: str, images: int = 0, associations: int = 0) -> None:
         with self._lock:
-            self._received[calling_aet] = self._received.get(calling_aet, 0) + 1
+            sender = self._senders.setdefault(calling_aet, _Sender())
+            sender.images += images
+            sender.associations = max(0, sender.associations + associations)
+            sender.changed = True
             wake = not self._scheduled and not self._closed
             self._scheduled = True
         if wake:
             self._wake.emit()
 
     def _drain(self) -> None:
+        received: list[tuple[str, int, bool]] = []
         with self._lock:
             added, self._added = list(self._added), {}
-            received, self._received = self._received, {}
+            for calling, sender in list(self._senders.items()):
+                if sender.changed and sender.images:
+                    received.append((calling, sender.images, sender.associations > 0))
+                sender.changed = False
+                if sender.associations == 0:
+                    del self._senders[calling]   # its next association starts a new count
             self._scheduled = False
         for study_uid, series_uid in added:
             self.instance_added.emit(study_uid, series_uid)
-        for calling, count in received.items():
-            self.instances_received.emit(calling, count)
+        for calling, count, receiving in received:
+            self.instances_received.emit(calling, count, receiving)
 
     # --- settings -----------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The running workstation's Storage SCP: started with the window, restarted when its settings change.
 
 A busy port is reported in words (`server_changed`) and the rest keeps working; pushes are
-counted per calling AE title and announced, coalesced, by the network service.
+counted per calling AE title, from the first of its associations to the end of the last, and
+announced, coalesced, by the network service.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ class StorageService(QObject):
     server_changed = Signal(str)           # the Storage SCP's state in words
 
     def __init__(self, runner: JobRunner, cache: Cache, settings: Callable[[], Settings],
-                 on_pushed: Callable[[str, str, int], None] | None = None) -> None:
+                 on_pushed: Callable[[str, str, int], None] | None = None,
+                 on_association: Callable[[str, bool], None] | None = None) -> None:
         super().__init__()
         self.runner = runner
         self.cache = cache
         self._settings = settings
         self._on_pushed = on_pushed
+        self._on_association = on_association
         self.server: StorageServer | None = None
         self.status = "Storage SCP not started"
         self._lock = threading.Lock()          # the generation counter (held briefly, on the GUI thread)
@@ -52,6 +55,8 @@ class StorageService(QObject):
                 server = StorageServer(cache, aet, port, allowed_calling_aets=allowed, receivers=default_receivers())
                 if self._on_pushed is not None:
                     server.subscribe(self._on_pushed)
+                if self._on_association is not None:
+                    server.subscribe_associations(self._on_association)
                 server.start()
                 self.server = server
             return f"Receiving images on port {port} as {aet}."

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from workstation.core.cache import Cache, QueryFilter
+from workstation.core.dicom.dates import iso_date
 from workstation.core.model import Study
 from workstation.core.model.node import Node
 from workstation.core.net.preview import fetch_preview
@@ -163,7 +164,8 @@ class Transfer(QObject):
         self.changed.emit()
 
     def _on_failed(self, message: str) -> None:
-        self.error = message
+        name = self.job.name if self.job is not None else ""
+        self.error = message.removeprefix(f"{name} failed: ")   # the row and the status line name the transfer
         self.state = FAILED
         self.changed.emit()
 
@@ -181,6 +183,7 @@ class Transfer(QObject):
 
 class TransferQueue(QObject):
     transfer_added = Signal(object)        # Transfer
+    transfers_removed = Signal(list)       # [Transfer]: finished ones the user cleared from the list
 
     def __init__(self, runner: JobRunner, cache: Cache, settings: Callable[[], Settings],
                  server: Callable[[], StorageServer | None], scheduler: Scheduler | None = None) -> None:
@@ -307,6 +310,16 @@ class TransferQueue(QObject):
         transfer.ticket = self._enqueue(job, transfer.priority)
         return transfer
 
+    def remove_finished(self, transfers: list[Transfer] | None = None) -> list[Transfer]:
+        """Forget finished transfers (done, failed, cancelled): all of them, or those of `transfers`.
+        Running and waiting ones always stay; returns what was removed."""
+        chosen = self.transfers if transfers is None else transfers
+        removed = [t for t in chosen if t.finished and t in self.transfers]
+        if removed:
+            self.transfers = [t for t in self.transfers if t not in removed]
+            self.transfers_removed.emit(removed)
+        return removed
+
     def _retry(self, old: Transfer) -> Transfer:
         if old.kind == "retrieve":
             return self.retrieve(old.node, old.study_uid, old.series_uids, old.method, old.description,
@@ -322,6 +335,5 @@ class TransferQueue(QObject):
 def study_description(study: Study) -> str:
     """How a transfer names its study: patient, date and description."""
     name = study.PatientName.replace("^", " ").strip() or study.PatientID or "unknown patient"
-    parts = [name, study.StudyDate[:4] + "-" + study.StudyDate[4:6] + "-" + study.StudyDate[6:]
-             if len(study.StudyDate) == 8 else study.StudyDate, study.StudyDescription]
+    parts = [name, iso_date(study.StudyDate), study.StudyDescription]
     return ", ".join(p for p in parts if p)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
-    QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -35,12 +34,14 @@ from workstation.services.study_loader_service import OpeningHandle, StudyLoader
 from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
 from workstation.ui.network.nodes_dialog import NodesDialog
-from workstation.ui.network.transfers_widget import TransfersWidget
+from workstation.ui.network.transfers_widget import TransfersDockWidget, TransfersWidget
 from workstation.ui.viewer.study_viewer import StudyViewerWidget
 
 
 def import_summary(report: ImportReport) -> str:
-    parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")]
+    studies = len(report.study_uids)
+    parts = [f"Imported {report.imported} image" + ("" if report.imported == 1 else "s")
+             + (f" of {studies} stud" + ("y" if studies == 1 else "ies") if studies else "")]
     if report.duplicates:
         parts.append(f"{report.duplicates} already in the cache")
     if report.replaced:
@@ -54,6 +55,7 @@ class MainWindow(QMainWindow):
     display_set_shown = Signal(object)   # the DisplaySet now in the active viewport of the viewer tab shown
     display_set_grown = Signal(object)   # that DisplaySet, with more images than before
     import_ended = Signal(object)        # ImportReport, or None when it failed or was cancelled; the window is idle
+    window_state = None                  # a WindowState (ui/window_state) once attached: the import dialogs' folder
 
     def __init__(self, cache: CacheService, frames: FrameService, network: NetworkService | None = None,
                  loader: StudyLoaderService | None = None, parent: QWidget | None = None) -> None:
@@ -100,14 +102,11 @@ class MainWindow(QMainWindow):
         self.transfers: TransfersWidget | None = None
         if network is not None:
             self.transfers = TransfersWidget(network)
-            self.transfers_dock = QDockWidget("Transfers", self)
-            self.transfers_dock.setObjectName("transfers_dock")
-            self.transfers_dock.setWidget(self.transfers)
+            self.transfers_dock = TransfersDockWidget(self.transfers, self)   # hidden while it is empty
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.transfers_dock)
-            self.resizeDocks([self.transfers_dock], [150], Qt.Orientation.Vertical)
+            self.transfers_dock.place()
             network.storage.server_changed.connect(self.server_label.setText)
-            network.instances_received.connect(
-                lambda calling, n: self.show_status(f"Received {n} image{'' if n == 1 else 's'} from {calling}."))
+            network.instances_received.connect(self._on_instances_received)
             network.instance_added.connect(self.loader.instances_added)
             network.queue.transfer_added.connect(self._on_transfer_added)
             self.browser.remote_open_requested.connect(self.open_remote)
@@ -163,24 +162,35 @@ class MainWindow(QMainWindow):
     # --- importing ----------------------------------------------------------------------------
 
     def choose_files(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Import DICOM files", self._import_folder())
         if paths:
-            self.import_paths(paths)
+            self._import_chosen(paths)
 
     def choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files")
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of DICOM files", self._import_folder())
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
 
     def choose_zip(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import a ZIP archive", filter="ZIP archives (*.zip);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import a ZIP archive", self._import_folder(),
+                                              filter="ZIP archives (*.zip);;All files (*)")
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
 
     def choose_dicomdir(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Import DICOMDIR media", filter="DICOMDIR (DICOMDIR dicomdir);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import DICOMDIR media", self._import_folder(),
+                                              filter="DICOMDIR (DICOMDIR dicomdir);;All files (*)")
         if path:
-            self.import_paths([path])
+            self._import_chosen([path])
+
+    def _import_folder(self) -> str:
+        """Where an import dialog opens: the folder chosen last time ("" lets Qt choose)."""
+        return self.window_state.import_folder() if self.window_state is not None else ""
+
+    def _import_chosen(self, paths: list[str]) -> None:
+        if self.window_state is not None:
+            self.window_state.remember_import(paths[0])
+        self.import_paths(paths)
 
     def import_paths(self, paths: list[str], open_first: bool = False) -> Job | None:
         if self.import_job is not None:
@@ -224,6 +234,14 @@ class MainWindow(QMainWindow):
             box.show()
         if self._open_first_after_import and report.study_uids:
             self.open_study(report.study_uids[0])   # with its hanging protocol
+        else:
+            self._show_imported(report)
+
+    def _show_imported(self, report: ImportReport) -> None:
+        """After an import from the menu or a drop: the Studies tab, the imported studies listed, the first selected."""
+        if report.study_uids:
+            self.tabs.setCurrentWidget(self.browser)
+            self.browser.show_studies(report.study_uids)
 
     def _on_import_failed(self, message: str) -> None:
         self.show_status(message)
@@ -398,8 +416,14 @@ class MainWindow(QMainWindow):
         self.show_status(f"{verb} of {transfer.description} ({transfer.node.name}) {transfer.state}: "
                          f"{transfer.status_text()}")
 
+    def _on_instances_received(self, calling: str, count: int, receiving: bool) -> None:
+        """A push into the Storage SCP: its running total while it goes on, the whole once it ended."""
+        images = f"{count} image{'' if count == 1 else 's'}"
+        self.show_status(f"Receiving from {calling}: {images}…" if receiving else f"Received {images} from {calling}.")
+
     def show_status(self, message: str) -> None:
         self.status_label.setText(message)
+        self.status_label.setToolTip(message)   # a long message is cut at the window's edge
 
     def closeEvent(self, event) -> None:
         if self.import_job is not None:

@@ -1,15 +1,8 @@
-"""How DICOM values read on screen, shared by the browser and the viewer."""
+"""How DICOM values read on screen, shared by the browser and the viewer: the core's one reading of
+dates, times and names (core/dicom/text.py), which print and export use too."""
 
 from __future__ import annotations
 
+from workstation.core.dicom.text import format_date, format_date_time, format_time, person_name
 
-def format_date(value: str) -> str:
-    """DICOM YYYYMMDD as YYYY-MM-DD; anything else as it is."""
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
-
-
-def person_name(value: str) -> str:
-    """A DICOM person name (Family^Given^...) as words."""
-    return value.replace("^", " ").strip()
+__all__ = ["format_date", "format_date_time", "format_time", "person_name"]

@@ -20,6 +20,7 @@ from pydicom.uid import (
 
 from workstation.core.cache.reports import CacheError
 from workstation.core.dicom.codecs import decoder_problem
+from workstation.core.dicom.dates import dicom_date, dicom_time
 from workstation.core.dicom.frames import native_size, native_size_formula
 from workstation.core.dicom.header import PIXEL_DATA
 from workstation.core.dicom.header import syntax as transfer_syntax
@@ -208,12 +209,12 @@ def checked(ds: Dataset, meta: Dataset, data: bytes, size: int, has_preamble: bo
         patient={
             "PatientID": text(ds, "PatientID"),
             "PatientName": text(ds, "PatientName"),
-            "PatientBirthDate": text(ds, "PatientBirthDate"),
+            "PatientBirthDate": dicom_date(text(ds, "PatientBirthDate")),
             "PatientSex": text(ds, "PatientSex"),
         },
         study_attrs={
-            "StudyDate": text(ds, "StudyDate"),
-            "StudyTime": text(ds, "StudyTime"),
+            "StudyDate": dicom_date(text(ds, "StudyDate")),
+            "StudyTime": dicom_time(text(ds, "StudyTime")),
             "StudyDescription": text(ds, "StudyDescription"),
             "AccessionNumber": text(ds, "AccessionNumber"),
             "ReferringPhysicianName": text(ds, "ReferringPhysicianName"),
@@ -224,8 +225,8 @@ def checked(ds: Dataset, meta: Dataset, data: bytes, size: int, has_preamble: bo
             "SeriesNumber": integer(ds, "SeriesNumber"),
             "SeriesDescription": text(ds, "SeriesDescription"),
             "BodyPartExamined": text(ds, "BodyPartExamined"),
-            "SeriesDate": text(ds, "SeriesDate"),
-            "SeriesTime": text(ds, "SeriesTime"),
+            "SeriesDate": dicom_date(text(ds, "SeriesDate")),
+            "SeriesTime": dicom_time(text(ds, "SeriesTime")),
         },
         instance_attrs={
             "SOPClassUID": sop_class,

@@ -1,28 +1,29 @@
-"""How DICOM values read in words: dates, times and person names, for the screen, print and export."""
+"""How DICOM values read in words for the screen, print and export: dates and times (through
+core/dicom/dates.py, the one reading of them) and person names."""
 
 from __future__ import annotations
 
+from workstation.core.dicom.dates import iso_date, iso_time
+
 
 def format_date(value: str) -> str:
-    """DICOM DA (YYYYMMDD, or ACR-NEMA's YYYY.MM.DD) as YYYY-MM-DD; anything else as it is."""
-    value = (value or "").strip()
-    if len(value) == 10 and value[4] == value[7] == "." and (value[:4] + value[5:7] + value[8:]).isdigit():
-        value = value[:4] + value[5:7] + value[8:]
-    if len(value) == 8 and value.isdigit():
-        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
-    return value
+    """A DICOM date (YYYYMMDD, or ACR-NEMA YYYY.MM.DD) as YYYY-MM-DD; anything else as it is."""
+    return iso_date(value or "")
 
 
 def format_time(value: str) -> str:
-    """DICOM TM (HHMMSS.FFFFFF, or HH:MM:SS) as HH:MM:SS, or HH:MM when seconds are absent."""
-    value = (value or "").strip().replace(":", "")
-    digits = value.split(".")[0]
-    if not digits.isdigit() or len(digits) < 4:
-        return value if not digits.isdigit() else ""
-    return ":".join(digits[i:i + 2] for i in range(0, min(len(digits), 6), 2))
+    """A DICOM time (HHMMSS.F, or ACR-NEMA HH:MM:SS) as HH:MM; "" when it is not a time."""
+    return iso_time(value or "")
+
+
+def format_date_time(date: str, time: str) -> str:
+    """A date and its time as 2015-02-06 14:05 (the time left out when there is none)."""
+    shown = format_date(date)
+    clock = format_time(time) if shown else ""
+    return f"{shown} {clock}" if clock else shown
 
 
 def person_name(value: str) -> str:
-    """A DICOM person name (Family^Given^Middle^Prefix^Suffix, alphabetic group first) as words."""
+    """A DICOM person name (Family^Given^Middle^Prefix^Suffix, its alphabetic group) as words."""
     alphabetic = (value or "").split("=")[0]
-    return " ".join(part for part in alphabetic.replace("^", " ").split())
+    return " ".join(alphabetic.replace("^", " ").split())

@@ -7,6 +7,7 @@ token, or reaching the result cap, sends C-CANCEL so the PACS stops searching to
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ from workstation.core.cache.query import QueryFilter
 from workstation.core.dicom.values import header_value, integer, text
 from workstation.core.model import Instance, Series, Study
 from workstation.core.model.node import Node
-from workstation.core.net.association import NetworkError, associate
+from workstation.core.net.association import NetworkError, associate, no_answer_text
 from workstation.core.tasks import CancelToken
 
 LEVELS = {"study": "STUDY", "series": "SERIES", "image": "IMAGE", "instance": "IMAGE"}
@@ -147,6 +148,7 @@ def find(
         context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
         responses = assoc.send_c_find(ds, model, msg_id=1)
         answered = False
+        awaited = time.monotonic()
         for status, found in responses:
             if not status or "Status" not in status:
                 break
@@ -163,6 +165,7 @@ def find(
                     return
                 outcome.count += 1
                 yield record(level, found)
+                awaited = time.monotonic()   # the wait for the next response starts when we ask for it
             elif code == 0x0000:
                 return
             elif code == 0xFE00:
@@ -173,10 +176,8 @@ def find(
                 raise NetworkError(f"node {node.name} ended the search with status 0x{code:04X}"
                                    + (f": {comment}" if comment else ""))
         if not answered:
-            raise NetworkError(
-                f"node {node.name} did not answer the search within {node.network_timeout:g} s; a PACS "
-                f"that does not know our AE title {own_aet!r} often stays silent: ask for it to be added "
-                "(not authorised by the PACS?)")
+            raise NetworkError(no_answer_text(assoc, node, own_aet, "the search", awaited))
+        raise NetworkError(no_answer_text(assoc, node, own_aet, "the rest of the search", awaited))
 
 
 def study_sop_classes(node: Node, own_aet: str, study_uid: str, assoc=None) -> tuple[str, ...]:
@@ -194,8 +195,11 @@ def study_sop_classes(node: Node, own_aet: str, study_uid: str, assoc=None) -> t
         ds.PatientID = None
     classes: list[str] = []
     with _association(node, own_aet, assoc) as assoc:
+        asked = time.monotonic()
         for status, found in assoc.send_c_find(ds, model, msg_id=1):
-            if not status or "Status" not in status or status.Status not in PENDING:
+            if not status or "Status" not in status:
+                raise NetworkError(no_answer_text(assoc, node, own_aet, "the search for the study's SOP classes", asked))
+            if status.Status not in PENDING:
                 break
             if found is not None:
                 value = found.get("SOPClassesInStudy", None)
@@ -225,8 +229,11 @@ def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
     with _association(node, own_aet, assoc) as assoc:
         context_id = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == model)
         responses = assoc.send_c_find(ds, model, msg_id=1)
+        asked = time.monotonic()
         for status, found in responses:
-            if not status or "Status" not in status or status.Status not in PENDING:
+            if not status or "Status" not in status:
+                raise NetworkError(no_answer_text(assoc, node, own_aet, "the search for the series' images", asked))
+            if status.Status not in PENDING:
                 break
             if cancel is not None and cancel.cancelled:
                 assoc.send_c_cancel(1, context_id)
@@ -235,6 +242,7 @@ def instance_uids(node: Node, own_aet: str, study_uid: str, series_uid: str,
             uid = text(found, "SOPInstanceUID") if found is not None else ""
             if uid:
                 listed.append((uid, integer(found, "InstanceNumber")) if numbered else uid)
+            asked = time.monotonic()
     return listed
 
 

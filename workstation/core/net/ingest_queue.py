@@ -49,6 +49,10 @@ class IngestQueue:
         (a push) has its batch placed with a directory fsync before that."""
         self._queue.put((item, sop, source, arrived, done, durable))
 
+    def after(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the writer thread once everything put before it is committed (or refused)."""
+        self._queue.put(_After(callback))
+
     def join(self) -> None:
         self._queue.join()
 
@@ -66,11 +70,27 @@ class IngestQueue:
                 closing = True
                 batch.pop()
             try:
-                if batch:
-                    self._commit(batch)
+                self._commit_in_order(batch)
             finally:
                 for _ in range(len(batch) + closing):
                     self._queue.task_done()
+
+    def _commit_in_order(self, batch: list) -> None:
+        """Commit the instances of `batch`, calling each `after` callback once those before it are in."""
+        instances: list = []
+        for entry in batch:
+            if not isinstance(entry, _After):
+                instances.append(entry)
+                continue
+            if instances:
+                self._commit(instances)
+                instances = []
+            try:
+                entry.callback()
+            except Exception:  # a listener's bug must not stop the commits behind it
+                log.exception("a listener of the ingest queue failed")
+        if instances:
+            self._commit(instances)
 
     def _commit(self, batch: list) -> None:
         try:
@@ -94,6 +114,13 @@ class IngestQueue:
                     done(status)
             except Exception:  # a listener's bug must not stop the commits behind it
                 log.exception("a listener of committed instances failed")
+
+
+class _After:
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
 
 
 BATCH = 32

@@ -12,7 +12,9 @@ durably and answered only once the workstation has committed it, because the sen
 its copy on Success. Asked to stop, a receiver stages what it has already answered before it exits.
 
 To the workstation: ("staged", Parsed, calling AE, arrival time, token), ("refused", SOP Instance
-UID, status, reason, calling AE, token), ("drained", n), ("ended",) when a connection closes.
+UID, status, reason, calling AE, token), ("drained", n), ("association", calling AE, True) when an
+association is established and ("association", calling AE, False) after what it brought was
+staged, ("ended",) when a connection closes.
 From it: ("conn", address) followed by the connection's descriptor, ("ack", token, status) for a
 push, ("drain", n) (answered once everything received before it is reported), ("stop",) or EOF.
 """
@@ -128,6 +130,9 @@ def _serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) 
             if item[0] == "drain":
                 send(("drained", item[1]))
                 continue
+            if item[0] == "association":
+                send(item)
+                continue
             data, sop, calling, arrived, token = item
             parsed, status, reason = received.stage(data, files_root, folders, durable=token is not None,
                                                     into=folder.path)
@@ -169,7 +174,21 @@ def _serve(conn, address: tuple, aet: str, allowed: list[str], files_root: str) 
     ae.add_supported_context(Verification)
     if allowed:
         ae.require_calling_aet = sorted(allowed)
-    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_CLOSE, lambda event: send(("ended",)))]
+    established: set[int] = set()
+
+    def on_established(event) -> None:
+        established.add(id(event.assoc))
+        send(("association", event.assoc.requestor.ae_title.strip(), True))
+
+    def on_ended(event) -> None:
+        if id(event.assoc) in established:   # once, and only for associations that were established
+            established.discard(id(event.assoc))
+            with staging_lock:   # after the instances it brought, which the stager reports first
+                if not state["stopping"]:
+                    staging.put(("association", event.assoc.requestor.ae_title.strip(), False))
+
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_CLOSE, lambda event: send(("ended",))),
+                (evt.EVT_ESTABLISHED, on_established), (evt.EVT_RELEASED, on_ended), (evt.EVT_ABORTED, on_ended)]
     server = ae.make_server(address, evt_handlers=transport.with_tuning(handlers), server_class=handed_server(address),
                             contexts=transport.SharedContexts(ae.supported_contexts))
     while True:

@@ -45,6 +45,8 @@ class _Receiver:
         self.lock = threading.Lock()
         self.load = 0
         """Connections handed over and not yet closed."""
+        self.open: list[str] = []
+        """The calling AE titles of its established associations."""
 
     def send(self, message) -> None:
         with self.lock, contextlib.suppress(OSError):
@@ -64,7 +66,8 @@ class ReceiverSet:
     """`count` receiver processes on `listener`, reporting into `writer`."""
 
     def __init__(self, listener: socket.socket, aet: str, allowed: set[str], files_root: str, count: int,
-                 refused: Callable[[str, str, int, str], None] | None = None) -> None:
+                 refused: Callable[[str, str, int, str], None] | None = None,
+                 associations: Callable[[str, bool], None] | None = None) -> None:
         self.listener = listener
         self.aet = aet
         self.allowed = sorted(allowed)
@@ -73,6 +76,9 @@ class ReceiverSet:
         self.writer: IngestQueue | None = None
         self.refused = refused
         """refused(calling AE, SOP Instance UID, status, reason) for each instance a receiver refused."""
+        self.associations = associations
+        """associations(calling AE, opened) as a receiver's association is established, and once it ended
+        and what it brought is committed."""
         self._receivers: list[_Receiver] = []
         self._readers: list[threading.Thread] = []
         self._gave_up = False
@@ -166,6 +172,8 @@ class ReceiverSet:
                     entry.send(("ack", token, status))
                 if self.refused is not None:
                     self.refused(calling, sop, status, reason)
+            elif kind == "association":
+                self._on_association(entry, message[1], message[2])
             elif kind == "drained":
                 self._drained(message[1], entry)
             elif kind == "ended":
@@ -174,6 +182,8 @@ class ReceiverSet:
             if entry in self._receivers:
                 self._receivers.remove(entry)
             stopping = self._stopping
+        for calling in list(entry.open):   # a receiver that died ended its associations with it
+            self._on_association(entry, calling, False)
         for number in list(self._drains):
             self._drained(number, entry)
         if not stopping:
@@ -188,6 +198,20 @@ class ReceiverSet:
             log.error("a Storage SCP receiver process stopped (exit code %s); starting another",
                       entry.process.exitcode)
             self._listen_to(self._spawn())
+
+    def _on_association(self, entry: _Receiver, calling: str, opened: bool) -> None:
+        if opened:
+            entry.open.append(calling)
+        elif calling in entry.open:
+            entry.open.remove(calling)
+        else:
+            return
+        if self.associations is None:
+            return
+        if opened:
+            self.associations(calling, True)
+        else:   # the receiver sent it after what it staged: it is announced once that is committed
+            self.writer.after(lambda: self.associations(calling, False))
 
     def _drained(self, number: int, entry: _Receiver) -> None:
         waiting = self._drains.get(number)

@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from workstation.core.cache import Cache
 from workstation.core.model import Instance
 from workstation.core.model.node import Node
-from workstation.core.net.association import NetworkError, associate
+from workstation.core.net.association import NetworkError, associate, no_answer_text
 from workstation.core.tasks import Cancelled, CancelToken, Progress, no_progress
 
 MAX_CONTEXTS = 127
@@ -80,6 +80,7 @@ def send(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: li
                 exc.report = report
                 raise exc
             reason = ""
+            asked = time.monotonic()
             try:
                 if _accepted(assoc, inst.SOPClassUID, inst.TransferSyntaxUID):
                     status = assoc.send_c_store(Path(inst.path))
@@ -103,7 +104,7 @@ def send(node: Node, own_aet: str, cache: Cache, study_uid: str, series_uids: li
                 report.failed += 1
                 if not reason:
                     reason = (f"status 0x{code:04X}" if code is not None
-                              else "no answer from the node (the association was lost)")
+                              else no_answer_text(assoc, node, own_aet, "the C-STORE", asked))
                 report.failures.append({"SOPInstanceUID": inst.SOPInstanceUID, "reason": reason})
                 if not assoc.is_established:
                     for rest in instances[done:]:

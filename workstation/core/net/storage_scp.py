@@ -11,7 +11,9 @@ retrieval or the GUI can count them; `subscribe_refused` hears of each one refus
 A pushed instance is committed before we answer Success: the sender may delete its copy. An
 instance sent as a C-MOVE sub-operation (it names a move originator) is answered at once and
 committed meanwhile: the PACS keeps its copy, and it sends the next instance only after our
-answer, so writing (fsync included) no longer adds to every round trip.
+answer, so writing (fsync included) no longer adds to every round trip. `subscribe_associations`
+hears of each association a sender opens and, once what it sent is committed, of its end, so the
+window can count a push while it goes on and say when it is over.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ StoredCallback = Callable[[str, str, int], None]
 """on_stored(calling_aet, sop_uid, size)."""
 RefusedCallback = Callable[[str, str, int, str], None]
 """on_refused(calling_aet, sop_uid, status, reason)."""
+AssociationCallback = Callable[[str, bool], None]
+"""on_association(calling_aet, opened): True when an association was established, False when it
+ended and every instance it brought is committed."""
 
 
 def store_event(cache: Cache, event) -> tuple[int, str, int]:
@@ -80,6 +85,8 @@ class StorageServer:
         self._lock = threading.Lock()
         self._listeners: list[tuple[Callable, bool]] = []
         self._refused_listeners: list[RefusedCallback] = []
+        self._association_listeners: list[AssociationCallback] = []
+        self._open: set[int] = set()   # established associations of the threads' server (ids)
         self._server: ThreadedAssociationServer | None = None
         self._listener: socket.socket | None = None
         self._processes: ReceiverSet | None = None
@@ -98,6 +105,37 @@ class StorageServer:
         """Hear of each instance refused, with its status and the reason in words."""
         with self._lock:
             self._refused_listeners.append(callback)
+
+    def subscribe_associations(self, callback: AssociationCallback) -> None:
+        """Hear of each association established, and of its end once what it brought is committed."""
+        with self._lock:
+            self._association_listeners.append(callback)
+
+    def _association(self, calling: str, opened: bool) -> None:
+        with self._lock:
+            listeners = list(self._association_listeners)
+        for listener in listeners:
+            listener(calling, opened)
+
+    def _association_ended(self, calling: str) -> None:
+        """Announce an end once the instances received before it are committed."""
+        writer = self._writer
+        if writer is None:
+            self._association(calling, False)
+        else:
+            writer.after(lambda: self._association(calling, False))
+
+    def _on_established(self, event) -> None:
+        with self._lock:
+            self._open.add(id(event.assoc))
+        self._association(event.assoc.requestor.ae_title.strip(), True)
+
+    def _on_ended(self, event) -> None:
+        with self._lock:
+            if id(event.assoc) not in self._open:
+                return   # never established, or already announced (an abort after a release)
+            self._open.discard(id(event.assoc))
+        self._association_ended(event.assoc.requestor.ae_title.strip())
 
     def _refused(self, calling: str, sop: str, status: int, reason: str) -> None:
         with self._lock:
@@ -167,14 +205,15 @@ class StorageServer:
         if self.allowed:  # others are rejected at association time: "calling AE title not recognised"
             ae.require_calling_aet = sorted(self.allowed)
         self._writer = IngestQueue(self.cache, self._notify)
-        self._server = ae.start_server((self.host, self.port), block=False,
-                                       evt_handlers=with_tuning([(evt.EVT_C_STORE, self._on_store)]),
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_ESTABLISHED, self._on_established),
+                    (evt.EVT_RELEASED, self._on_ended), (evt.EVT_ABORTED, self._on_ended)]
+        self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=with_tuning(handlers),
                                        contexts=SharedContexts(ae.supported_contexts))
 
     def _start_receivers(self) -> None:
         self._listener = socket.create_server((self.host, self.port), backlog=64)
         self._processes = ReceiverSet(self._listener, self.aet, self.allowed, str(self.cache.files), self.receivers,
-                                      refused=self._refused)
+                                      refused=self._refused, associations=self._association)
         self._processes.start(lambda: IngestQueue(self.cache, self._notify, staged=True))
         self._writer = self._processes.writer
 

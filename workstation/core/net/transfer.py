@@ -40,7 +40,7 @@ from pynetdicom.sop_class import (
 )
 
 from workstation.core.model.node import Node
-from workstation.core.net.association import associate
+from workstation.core.net.association import associate, how_it_ended
 
 TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1, JPEG2000Lossless, JPEGLSLossless,
@@ -124,6 +124,7 @@ class Session:
         self._classes: tuple[str, ...] = ()
         self._model = _model(node, method)
         self._msg_id = 0
+        self._awaited = 0.0   # when the last response came (or the request went)
 
     def _open(self, classes: tuple[str, ...]) -> None:
         if self.method == "get":
@@ -163,17 +164,24 @@ class Session:
             self.close()
         if self._assoc is None:
             self._open(unit.sop_classes)
+        assoc, self._awaited = self._assoc, time.monotonic()
         try:
             final, cancel_sent = self._request(unit, cancel)
         except BaseException:
             self.close(sys.exc_info())
             raise
+        if final is None and not cancel.cancelled:
+            ended = how_it_ended(assoc)
+            if ended == "ours" and time.monotonic() - self._awaited >= self.node.network_timeout * 0.9:
+                outcome.errors.append(f"node {self.node.name} stopped answering the {self.method.upper()} for "
+                                      f"{self.node.network_timeout:g} s (what arrived is kept; retrieve again to "
+                                      "fetch the rest)")
+            else:
+                outcome.errors.append(f"node {self.node.name} ended the association in the middle of the transfer "
+                                      "(what arrived is kept; retrieve again to fetch the rest)")
         if final is None or cancel_sent:
             self.close()   # the node ended it, or what is in flight after a cancel is not worth waiting for
         if final is None:
-            if not cancel.cancelled:
-                outcome.errors.append(f"node {self.node.name} ended the association in the middle of the transfer "
-                                      "(what arrived is kept; retrieve again to fetch the rest)")
             return outcome
         outcome.failed = int(final.get("NumberOfFailedSuboperations", 0) or 0)
         outcome.warning = int(final.get("NumberOfWarningSuboperations", 0) or 0)
@@ -198,6 +206,7 @@ class Session:
         for status, _ in responses:
             if not status or "Status" not in status:
                 return None, cancel_sent
+            self._awaited = time.monotonic()
             if status.Status in PENDING:
                 if cancel.cancelled and not cancel_sent:
                     assoc.send_c_cancel(msg_id, context_id)

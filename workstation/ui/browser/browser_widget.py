@@ -31,11 +31,11 @@ from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService
 from workstation.services.query_service import FoundBatch, where_it_is
 from workstation.services.transfer_queue import study_description
-from workstation.ui.browser.search_bar import SearchBarWidget, count_text
+from workstation.ui.browser.search_bar import LOCAL, SearchBarWidget, count_text
 from workstation.ui.browser.series_table import SeriesTableWidget
 from workstation.ui.browser.study_table import STUDY_ROLE
 from workstation.ui.browser.study_view import StudyTableView
-from workstation.ui.text import person_name
+from workstation.ui.text import format_date, person_name
 
 
 class BrowserWidget(QWidget):
@@ -52,27 +52,30 @@ class BrowserWidget(QWidget):
         self._search_job: Job | None = None
         self._locality_job: Job | None = None
         self._dirty_studies: set[str] = set()
+        self._to_show: list[str] = []   # studies to list and select once the local list has them (an import's)
+        self._filters_cleared = False
 
         self.search_bar = SearchBarWidget()
         self.empty_hint = QLabel("The local cache is empty. Use File > Import, or drop DICOM files, folders, "
                                  "ZIP archives or a DICOMDIR on this window; or choose a node above to search a PACS.")
         self.empty_hint.setObjectName("empty_hint")
         self.empty_hint.setStyleSheet("color: palette(mid); padding: 12px;")
+        self.empty_hint.setWordWrap(True)   # else its one line sets the window's least width (1009 px)
         self.empty_hint.hide()
         self.table = StudyTableView()
         self.model = self.table.studies
         self.proxy = self.table.proxy
         self.series_table = SeriesTableWidget(cache, network)
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.table)
-        split.addWidget(self.series_table)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)   # studies above, the selected study's series below
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.series_table)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.search_bar)
         layout.addWidget(self.empty_hint)
-        layout.addWidget(split, 1)
+        layout.addWidget(self.splitter, 1)
         layout.addLayout(self._action_bar())
 
         self._refresh = QTimer(self, singleShot=True, interval=300)
@@ -194,6 +197,41 @@ class BrowserWidget(QWidget):
         if self.sender() is self._search_job:
             self.search_bar.set_searching(False)
 
+    def show_studies(self, study_uids: list[str]) -> None:
+        """List these local studies (just imported, say) and select the first of them in the table's order:
+        where they are listed already (a node's list showing them all), else over the local cache, with the
+        search fields cleared if they would hide some."""
+        wanted = set(study_uids)
+        if self.current_node() is not None and wanted <= {s.StudyInstanceUID for s in self.model.studies}:
+            self._select_first_of(wanted)
+            return
+        self._to_show, self._filters_cleared = list(study_uids), False
+        if self.current_node() is not None:
+            self.search_bar.set_source(LOCAL)   # searches the cache
+        else:
+            self.search()
+
+    def _show_pending(self) -> None:
+        """Select the first study waiting to be shown, unless the fields hide some: then clear them and search."""
+        wanted = set(self._to_show)
+        listed = {s.StudyInstanceUID for s in self.model.studies} & wanted
+        if listed != wanted and not self._filters_cleared and self.search_bar.has_filters():
+            self._filters_cleared = True
+            self.search_bar.clear_filters()
+            self.search()
+            return
+        self._to_show = []
+        self._select_first_of(wanted)
+
+    def _select_first_of(self, study_uids: set[str]) -> None:
+        for row in range(self.proxy.rowCount()):
+            study = self.proxy.index(row, 0).data(STUDY_ROLE)
+            if study.StudyInstanceUID in study_uids:
+                if study.StudyInstanceUID != getattr(self.current_study(), "StudyInstanceUID", None):
+                    self.table.select_study(study.StudyInstanceUID)
+                self.table.scrollTo(self.proxy.index(row, 0))
+                return
+
     def _on_searched(self, studies: list[Study]) -> None:
         if self.sender() is not self._search_job:
             return  # an older search answered late
@@ -205,7 +243,9 @@ class BrowserWidget(QWidget):
         self.empty_hint.setVisible(unfiltered and not studies)
         if first_rows and studies:
             self.table.fit_columns()
-        if selected is not None:
+        if self._to_show:
+            self._show_pending()
+        elif selected is not None:
             self.table.select_study(selected.StudyInstanceUID)
 
     # --- arrivals: where it is, and the local list, follow the cache -------------------------
@@ -349,7 +389,7 @@ class BrowserWidget(QWidget):
         name = person_name(study.PatientName) or study.PatientID
         answer = QMessageBox.question(
             self, "Delete study",
-            f"Delete the study of {name} ({study.StudyDate or 'no date'}) from the local cache?\n"
+            f"Delete the study of {name} ({format_date(study.StudyDate) or 'no date'}) from the local cache?\n"
             "Copies on PACS nodes are not affected.")
         if answer == QMessageBox.StandardButton.Yes:
             job = self.cache.delete_study(study.StudyInstanceUID)

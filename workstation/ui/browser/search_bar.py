@@ -10,7 +10,6 @@ from __future__ import annotations
 from PySide6.QtCore import QDate, QSignalBlocker, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QDateEdit,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -23,10 +22,10 @@ from PySide6.QtWidgets import (
 
 from workstation.core.cache import QueryFilter
 from workstation.core.model.node import Node
+from workstation.ui.browser.date_field import DateFieldWidget
 
 MODALITIES = ["", "CT", "MR", "CR", "DX", "MG", "US", "XA", "RF", "NM", "PT", "OT", "SC", "SEG"]
 LOCAL = "Local cache"
-NO_DATE = QDate(1900, 1, 1)
 
 
 def wildcard(value: str, prefix_only: bool = False) -> str:
@@ -39,17 +38,6 @@ def wildcard(value: str, prefix_only: bool = False) -> str:
 
 def count_text(n: int) -> str:
     return f"{n} stud" + ("y" if n == 1 else "ies")
-
-
-def _date_edit(tip: str) -> QDateEdit:
-    edit = QDateEdit()
-    edit.setCalendarPopup(True)
-    edit.setDisplayFormat("yyyy-MM-dd")
-    edit.setMinimumDate(NO_DATE)
-    edit.setSpecialValueText("any")
-    edit.setDate(NO_DATE)
-    edit.setToolTip(f"{tip} (the lowest date means any)")
-    return edit
 
 
 def _message_label(name: str, colour: str) -> QLabel:
@@ -85,8 +73,8 @@ class SearchBarWidget(QWidget):
         self.description_edit = QLineEdit(placeholderText="Study description")
         self.modality_box = QComboBox()
         self.modality_box.addItems([m or "Any modality" for m in MODALITIES])
-        self.date_from = _date_edit("From")
-        self.date_to = _date_edit("To")
+        self.date_from = DateFieldWidget("From")
+        self.date_to = DateFieldWidget("To")
         self.date_buttons = {}
         for choice in ("Today", "Yesterday", "Last 7 days", "Any date"):
             button = QToolButton(text=choice)
@@ -100,14 +88,16 @@ class SearchBarWidget(QWidget):
         self._debounce = QTimer(self, singleShot=True, interval=200)
         self._debounce.timeout.connect(self._search_if_local)
         for edit in (self.search_edit, self.name_edit, self.id_edit, self.accession_edit, self.referring_edit,
+                     self.description_edit, self.date_from, self.date_to):
+            edit.returnPressed.connect(self.ask_search)
+        for edit in (self.search_edit, self.name_edit, self.id_edit, self.accession_edit, self.referring_edit,
                      self.description_edit):
             edit.textChanged.connect(self._debounce.start)
-            edit.returnPressed.connect(self.search_requested)
         self.modality_box.currentIndexChanged.connect(self._search_if_local)
-        self.date_from.dateChanged.connect(self._debounce.start)
-        self.date_to.dateChanged.connect(self._debounce.start)
+        self.date_from.date_changed.connect(self._debounce.start)
+        self.date_to.date_changed.connect(self._debounce.start)
         self.source_box.currentIndexChanged.connect(self._on_source_changed)
-        self.search_button.clicked.connect(self.search_requested)
+        self.search_button.clicked.connect(self.ask_search)
         self.stop_button.clicked.connect(self.stop_requested)
 
     def _lay_out(self) -> None:
@@ -179,15 +169,18 @@ class SearchBarWidget(QWidget):
         """Quick dates: fill From and To (Any date clears them); the search follows."""
         today = QDate.currentDate()
         start, end = {"Today": (today, today), "Yesterday": (today.addDays(-1), today.addDays(-1)),
-                      "Last 7 days": (today.addDays(-6), today)}.get(choice, (NO_DATE, NO_DATE))
+                      "Last 7 days": (today.addDays(-6), today)}.get(choice, (None, None))
         for edit, value in ((self.date_from, start), (self.date_to, end)):
-            with QSignalBlocker(edit):
-                edit.setDate(value)
+            edit.set_dicom_date(value.toString("yyyyMMdd") if value is not None else "", announce=False)
         self._search_if_local()
 
+    def date_problem(self) -> str:
+        """Why the dates cannot be searched with, in words; "" when they can."""
+        return self.date_from.problem("From") or self.date_to.problem("To")
+
     def study_date(self) -> str:
-        start = "" if self.date_from.date() == NO_DATE else self.date_from.date().toString("yyyyMMdd")
-        end = "" if self.date_to.date() == NO_DATE else self.date_to.date().toString("yyyyMMdd")
+        """The DICOM date or range of the two fields ("" for any date; a field that is no date counts as empty)."""
+        start, end = self.date_from.dicom_date() or "", self.date_to.dicom_date() or ""
         if start and start == end:
             return start
         return f"{start}-{end}" if start or end else ""
@@ -206,8 +199,33 @@ class SearchBarWidget(QWidget):
     def referring(self) -> str:
         return wildcard(self.referring_edit.text())
 
+    def has_filters(self) -> bool:
+        return self.query() != QueryFilter() or bool(self.referring()) or bool(self.date_problem())
+
+    def clear_filters(self) -> None:
+        """Empty every field (the source stays); no search is asked for: the caller searches."""
+        edits = (self.search_edit, self.name_edit, self.id_edit, self.accession_edit, self.referring_edit,
+                 self.description_edit)
+        blockers = [QSignalBlocker(w) for w in (*edits, self.modality_box)]
+        for edit in edits:
+            edit.clear()
+        self.modality_box.setCurrentIndex(0)
+        del blockers
+        for field in (self.date_from, self.date_to):
+            field.set_dicom_date("", announce=False)
+        self._debounce.stop()
+
+    def ask_search(self) -> None:
+        """Search (the button or Return): unless a date field holds no date, which is said instead."""
+        problem = self.date_problem()
+        if problem:
+            self.show_error(problem)
+            return
+        self.clear_messages()
+        self.search_requested.emit()
+
     def _search_if_local(self) -> None:
-        if self.current_node() is None:
+        if self.current_node() is None and not self.date_problem():   # a half-typed date waits for the rest
             self.search_requested.emit()
 
     # --- how the search went ------------------------------------------------------------------

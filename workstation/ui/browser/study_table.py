@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from workstation.core.dicom.dates import dicom_date, dicom_time
 from workstation.core.model import Study
-from workstation.ui.text import format_date, person_name
+from workstation.ui.text import format_date, format_date_time, person_name
 
 COLUMNS: list[tuple[str, str]] = [
     ("Patient name", "PatientName"),
@@ -35,8 +36,7 @@ _ROOT = QModelIndex()
 def display_value(study: Study, key: str) -> str:
     value = getattr(study, key)  # "where" is the model's, not the record's
     if key == "StudyDate":
-        time = study.StudyTime
-        return format_date(value) + (f" {time[:2]}:{time[2:4]}" if len(time) >= 4 and time[:4].isdigit() else "")
+        return format_date_time(value, study.StudyTime)
     if key == "PatientBirthDate":
         return format_date(value)
     if key in ("PatientName", "ReferringPhysicianName"):
@@ -110,7 +110,7 @@ class StudyTableModel(QAbstractTableModel):
             if key.startswith("NumberOf"):
                 return int(value)
             if key == "StudyDate":
-                return value + study.StudyTime
+                return dicom_date(value) + dicom_time(study.StudyTime)
             return display_value(study, key).lower()
         if role == STUDY_ROLE:
             return study
