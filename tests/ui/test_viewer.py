@@ -256,3 +256,35 @@ def test_annotations_and_key_images_survive_closing_and_reopening_the_study(qtbo
     # unmarking writes a new document without it
     qtbot.keyClick(again.viewport, Qt.Key.Key_K)
     qtbot.waitUntil(lambda: cache.key_objects(uid) == [], timeout=10000)
+
+
+def test_the_mouse_buttons_set_by_the_reader_are_kept_for_the_next_window(qtbot, workstation_home, samples):
+    from PySide6.QtCore import QPoint
+
+    def open_window():
+        win, services = build(workstation_home)
+        qtbot.addWidget(win)
+        win.show()
+        return win, services
+
+    win, services = open_window()
+    try:
+        imported(qtbot, win, [samples / "dcm_qa_ct/In/GE"])
+        viewer = open_study(qtbot, win, study_uid_of(samples / "dcm_qa_ct/In/GE"))
+        viewer.tools.set_button("right", "scroll")
+        viewport = viewer.viewport
+        start = viewport.model.index
+        centre = viewport.rect().center()
+        qtbot.mousePress(viewport, Qt.MouseButton.RightButton, pos=centre)
+        qtbot.mouseMove(viewport, centre + QPoint(0, 40))
+        qtbot.mouseRelease(viewport, Qt.MouseButton.RightButton, pos=centre + QPoint(0, 40))
+        assert viewport.model.index == start + 10                     # dragging down 40 px: ten images on
+        win.close()
+    finally:
+        shutdown(services)
+    win, services = open_window()
+    try:
+        viewer = open_study(qtbot, win, study_uid_of(samples / "dcm_qa_ct/In/GE"))
+        assert viewer.tools.buttons == {"middle": "pan", "right": "scroll"}
+    finally:
+        shutdown(services)

@@ -308,6 +308,13 @@ class MainWindow(QMainWindow):
             viewer.display_set_grown.connect(lambda ds, v=viewer: v is self.viewer and self.display_set_grown.emit(ds))
             viewer.status_changed.connect(self.show_status)
             viewer.prior_requested.connect(lambda study, v=viewer: self.open_prior(v, study))
+            if self.window_state is not None:   # the mouse buttons as the reader set them last time
+                for button, action in self.window_state.viewer_buttons().items():
+                    try:
+                        viewer.tools.set_button(button, action)
+                    except ValueError:
+                        pass
+                viewer.tools.buttons_changed.connect(self.window_state.remember_viewer_buttons)
             self.viewers.append(viewer)
             self.tabs.addTab(viewer, tab_title(sets.study))
             self.tabs.setCurrentWidget(viewer)

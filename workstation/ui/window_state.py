@@ -49,6 +49,22 @@ class WindowState(QObject):
         self.settings.setValue("import/folder", str(chosen if chosen.is_dir() else chosen.parent))
         self.settings.sync()
 
+    # --- the viewer's mouse buttons -----------------------------------------------------------
+
+    def viewer_buttons(self) -> dict[str, str]:
+        """What the middle and right buttons were last set to do in the viewer ({} the first time)."""
+        out = {}
+        for button in ("middle", "right"):
+            value = str(self.settings.value(f"viewer/{button}_button", "") or "")
+            if value:
+                out[button] = value
+        return out
+
+    def remember_viewer_buttons(self, buttons: dict) -> None:
+        for button, action in buttons.items():
+            self.settings.setValue(f"viewer/{button}_button", action)
+        self.settings.sync()
+
     # --- the window ---------------------------------------------------------------------------
 
     def attach(self, window: QMainWindow) -> None:

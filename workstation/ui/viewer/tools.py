@@ -54,6 +54,7 @@ class _Edit:
 
 class ToolController(QObject):
     tool_changed = Signal(str)
+    buttons_changed = Signal(object)   # {"middle": action, "right": action}
     probed = Signal(str)        # the pixel under the pointer, in words (empty when there is none)
 
     def __init__(self, session, parent=None) -> None:
@@ -83,6 +84,7 @@ class ToolController(QObject):
         if button not in self.buttons or action not in BUTTON_ACTIONS:
             raise ValueError(f"the {button} button cannot be set to {action!r}")
         self.buttons[button] = action
+        self.buttons_changed.emit(dict(self.buttons))
 
     def cancel(self) -> None:
         if self._drawing is not None:
