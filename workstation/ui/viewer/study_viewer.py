@@ -77,6 +77,7 @@ class StudyViewerWidget(QWidget):
         self.presets = load_presets()
         self.others: list = []              # the patient's other studies (priors), as listed
         self._watches: dict[str, object] = {}
+        self._key_jobs: dict[str, int] = {}     # StudyInstanceUID -> the newest key-image change asked for
         self._shown_key: tuple[str, str] | None = None
         self._save_timer = QTimer(self, singleShot=True, interval=500)
         self._save_timer.timeout.connect(self._save_annotations)
@@ -435,13 +436,22 @@ class StudyViewerWidget(QWidget):
         if marked is None:
             return
         self.status_changed.emit("Marked as a key image." if marked else "No longer a key image.")
-        job = self.cache.mark_key_image(ds.StudyInstanceUID, ref.SOPInstanceUID, ref.frame, marked)
-        job.succeeded.connect(lambda found, uid=ds.StudyInstanceUID: self._key_images_read(uid, found))
+        uid = ds.StudyInstanceUID
+        self._key_jobs[uid] = generation = self._key_jobs.get(uid, 0) + 1
+        job = self.cache.mark_key_image(uid, ref.SOPInstanceUID, ref.frame, marked)
 
-        def failed(message: str, uid=ds.StudyInstanceUID) -> None:
-            self.session.set_key_images(uid, before.get(uid, frozenset()))
+        def done(found) -> None:
+            if self._key_jobs.get(uid) == generation:   # a later mark's answer will say more
+                self._key_images_read(uid, found)
+
+        def failed(message: str) -> None:
+            if self._key_jobs.get(uid) == generation:
+                self._load_key_images(uid)              # what the cache holds after all
+            else:
+                self.session.set_key_images(uid, before.get(uid, frozenset()))
             self.status_changed.emit(f"The key image could not be kept: {message}")
 
+        job.succeeded.connect(done)
         job.failed.connect(failed)
 
     def _load_key_images(self, study_uid: str) -> None:
