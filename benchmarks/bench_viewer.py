@@ -193,11 +193,9 @@ def two_by_two(app, home: Path, steps: int, runs: int) -> dict[str, list[float]]
             out["paint_anchor"].append(steps / (time.perf_counter() - start))
         index = window.tabs.indexOf(viewer)
         window.close_tab(index)
-        wait(app, lambda: True, 0)
-        for _ in range(20):
+        for _ in range(60):            # the window gives the memory back 200 ms after the tab closes
             app.processEvents()
             time.sleep(0.01)
-        gc.collect()
         out["after_close"] = [(rss() - before) / decoded]
     finally:
         window.close()

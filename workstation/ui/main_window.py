@@ -7,7 +7,7 @@ current study in the same tab. Later issues add pages (MPR, print) the same way.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workstation.core import memory
 from workstation.core.cache import ImportReport, QueryFilter
 from workstation.core.dicom.text import format_date, person_name
 from workstation.core.loading import StudySets
@@ -353,6 +354,7 @@ class MainWindow(QMainWindow):
         self.frames.release(f for s in widget.session.studies if s.StudyInstanceUID not in still_open
                             for d in s.display_sets for f in d.frames)
         widget.deleteLater()
+        QTimer.singleShot(200, memory.give_back)   # once the tab's widgets are gone: the frames' memory goes back
 
     # --- priors -------------------------------------------------------------------------------
 

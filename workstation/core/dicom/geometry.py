@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ class ImagePlane:
     rows: int
     columns: int
 
-    @property
+    @cached_property
     def normal(self) -> np.ndarray:
         """Row x column: the slice normal, pointing the way increasing positions stack a volume."""
         n = np.cross(self.row_direction, self.column_direction)

@@ -81,14 +81,19 @@ def all_keywords(home: Path | None = None) -> frozenset[str]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=512)
+def _vr(keyword: str) -> str:
+    try:
+        return dictionary_VR(keyword)
+    except KeyError:
+        return ""
+
+
 def display_value(keyword: str, value) -> str:
     """A header value as the corners show it: dates, times and names in words, numbers trimmed."""
     if value is None or value == "":
         return ""
-    try:
-        vr = dictionary_VR(keyword)
-    except KeyError:
-        vr = ""
+    vr = _vr(keyword)
     if isinstance(value, list | tuple):
         return "\\".join(display_value(keyword, v) for v in value)
     if vr == "DA":

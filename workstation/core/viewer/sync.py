@@ -3,6 +3,8 @@ image plane cuts another, and the 3D cursor. Pure geometry on image planes (LPS 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,14 +21,37 @@ def centre(plane: ImagePlane) -> np.ndarray:
     return plane.pixel_to_patient((plane.rows - 1) / 2, (plane.columns - 1) / 2)
 
 
+_GEOMETRY: OrderedDict[int, tuple[Sequence[FrameRef], np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def _geometry(frames: Sequence[FrameRef]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices of the frames with a plane, their positions (n, 3), their normals (n, 3)), made once per
+    frames tuple: linked scrolling asks of every viewport at every step."""
+    key = id(frames)
+    with _LOCK:
+        hit = _GEOMETRY.get(key)
+        if hit is not None and hit[0] is frames:
+            _GEOMETRY.move_to_end(key)
+            return hit[1:]
+    indices = [i for i, f in enumerate(frames) if f.plane is not None]
+    positions = np.array([frames[i].plane.position for i in indices], float).reshape(-1, 3)
+    normals = np.array([frames[i].plane.normal for i in indices], float).reshape(-1, 3)
+    made = (np.array(indices, int), positions, normals)
+    with _LOCK:
+        _GEOMETRY[key] = (frames, *made)   # the tuple is kept, so its id names it while cached
+        while len(_GEOMETRY) > 64:
+            _GEOMETRY.popitem(last=False)
+    return made
+
+
 def spacing_along(frames: Sequence[FrameRef]) -> float:
     """The median distance between neighbouring frames along their normal (mm), 0 for one frame."""
-    planes = [f.plane for f in frames if f.plane is not None]
-    if len(planes) < 2:
+    _, positions, normals = _geometry(frames)
+    if len(positions) < 2:
         return 0.0
-    normal = planes[0].normal
-    positions = np.sort([float(p.position @ normal) for p in planes])
-    steps = np.diff(positions)
+    along = np.sort(positions @ normals[0])
+    steps = np.diff(along)
     steps = steps[steps > 1e-6]
     return float(np.median(steps)) if steps.size else 0.0
 
@@ -37,23 +62,20 @@ def nearest_frame(frames: Sequence[FrameRef], point: np.ndarray, normal: np.ndar
     (any orientation when None). None when no frame has a parallel plane, or when the nearest is
     farther than `tolerance` mm (default: one slice spacing or thickness, whichever is larger, so a
     point beyond either end of the stack does not drag it to its last image)."""
-    point = np.asarray(point, float)
-    best, best_distance = None, np.inf
-    for i, frame in enumerate(frames):
-        plane = frame.plane
-        if plane is None:
-            continue
-        if normal is not None and abs(float(plane.normal @ normal)) < PARALLEL:
-            continue
-        distance = abs(float((point - plane.position) @ plane.normal))
-        if distance < best_distance:
-            best, best_distance = i, distance
-    if best is None:
+    indices, positions, normals = _geometry(frames)
+    if not len(indices):
         return None
+    distances = np.abs(np.einsum("ij,ij->i", np.asarray(point, float) - positions, normals))
+    if normal is not None:
+        distances[np.abs(normals @ np.asarray(normal, float)) < PARALLEL] = np.inf
+    k = int(np.argmin(distances))
+    if not np.isfinite(distances[k]):
+        return None
+    best = int(indices[k])
     if tolerance is None:
         thickness = frames[best].SliceThickness or 0.0
         tolerance = max(spacing_along(frames), thickness, 1e-3)
-    return best if best_distance <= tolerance else None
+    return best if distances[k] <= tolerance else None
 
 
 def reference_line(source: ImagePlane, target: ImagePlane) -> tuple[tuple[float, float], tuple[float, float]] | None:
