@@ -228,7 +228,7 @@ def test_a_viewport_takes_only_the_frame_it_is_on_and_its_corners_name_what_is_s
     assert "Image 6 / 140" in corners["bottom_left"]
     assert "PLASTIC" in corners["top_left"] and "2015-02-06 " in " ".join(corners["top_left"]) + " "
     assert corners["bottom_right"][0] == "W 80 L 40"
-    assert "120 kV 112 mA" in corners["bottom_right"]
+    assert "120 kV  112 mA" in corners["bottom_right"]
     viewport.set_index(6)                          # scrolled, not decoded yet: the corners still name image 6
     corners = viewport.corner_texts()
     assert "Image 6 / 140" in corners["bottom_left"] and "Loading image 7…" in corners["bottom_left"]
@@ -267,3 +267,13 @@ def test_cine_plays_at_its_frame_rate_and_key_images_filter_the_stack(cache, sam
         assert session.toggle_key_image(shown) is True
     shown.set_key_filter(session.key_images[loop.StudyInstanceUID])
     assert [f.frame for f in shown.frames] == [3, 8]
+
+
+def test_a_corner_line_leaves_out_the_parts_whose_fields_are_empty():
+    from workstation.core.viewer.overlay import CornerLayout
+
+    layout = CornerLayout({"bottom_right": ("{KVP} kV  {XRayTubeCurrent} mA", "Zoom {zoom}", "Series {SeriesNumber}")})
+    assert layout.texts({"KVP": "120"})["bottom_right"] == ["120 kV"]            # no "mA" after nothing
+    assert layout.texts({"KVP": "120", "XRayTubeCurrent": "502", "zoom": "80%"})["bottom_right"] == \
+        ["120 kV  502 mA", "Zoom 80%"]
+    assert layout.texts({})["bottom_right"] == []

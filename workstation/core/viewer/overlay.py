@@ -36,17 +36,25 @@ class CornerLayout:
         return frozenset(name for name in found if name not in VIEWER_FIELDS and tag_for_keyword(name) is not None)
 
     def texts(self, values: Mapping[str, str]) -> dict[str, list[str]]:
-        """Each corner's lines with the values filled in; a line whose fields are all empty is left out."""
+        """Each corner's lines with the values filled in; a line (or a part of one) whose fields are all empty is left out."""
         return {corner: [text for line in self.corners.get(corner, ()) if (text := fill(line, values))]
                 for corner in CORNERS}
 
 
 def fill(line: str, values: Mapping[str, str]) -> str:
-    names = _FIELD.findall(line)
-    filled = {name: str(values.get(name, "") or "") for name in names}
-    if names and not any(filled.values()):
+    """A line with its fields filled in. Parts of a line set apart by two spaces ("{KVP} kV  {XRayTubeCurrent} mA")
+    are left out when all their fields are empty, and the line when all of its fields are."""
+    kept, filled_any = [], False
+    for part in re.split(r" {2,}", line.strip()):
+        names = _FIELD.findall(part)
+        filled = {name: str(values.get(name, "") or "") for name in names}
+        if names and not any(filled.values()):
+            continue
+        filled_any = filled_any or bool(names)
+        kept.append(" ".join(_FIELD.sub(lambda m: filled[m.group(1)], part).split()))
+    if _FIELD.search(line) and not filled_any:
         return ""
-    return " ".join(_FIELD.sub(lambda m: filled[m.group(1)], line).split())
+    return "  ".join(k for k in kept if k)
 
 
 @lru_cache(maxsize=8)
