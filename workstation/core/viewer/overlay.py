@@ -51,7 +51,7 @@ def fill(line: str, values: Mapping[str, str]) -> str:
         if names and not any(filled.values()):
             continue
         filled_any = filled_any or bool(names)
-        kept.append(" ".join(_FIELD.sub(lambda m: filled[m.group(1)], part).split()))
+        kept.append(" ".join(_FIELD.sub(lambda m, f=filled: f[m.group(1)], part).split()))
     if _FIELD.search(line) and not filled_any:
         return ""
     return "  ".join(k for k in kept if k)
