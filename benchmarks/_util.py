@@ -44,3 +44,13 @@ def require_samples() -> None:
     if not PHILIPS.is_dir():
         print(f"samples not found at {SAMPLES}; nothing to benchmark")
         sys.exit(0)
+
+
+def wait(app, condition: Callable[[], bool], seconds: float, poll: float = 0.0005) -> None:
+    """Run the Qt event loop until `condition()` holds; TimeoutError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not get there in time")
+        app.processEvents()
+        time.sleep(poll)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from _util import ROOT, SAMPLES, median, require_samples, table  # noqa: E402
+from _util import ROOT, SAMPLES, median, require_samples, table, wait  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -89,15 +89,6 @@ def one_run(app, orthanc: OrthancPeer, home: Path) -> dict[str, float]:
         Viewport._refresh_image = original_show
         window.close()
         shutdown(services)
-
-
-def wait(app, condition, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not get there in time")
-        app.processEvents()
-        time.sleep(0.002)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from _util import PHILIPS, ROOT, median, require_samples, table  # noqa: E402
+from _util import PHILIPS, ROOT, median, require_samples, table, wait  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -78,15 +78,6 @@ def make_stacks(slices: int) -> Path:
 def rss() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def wait(app, condition, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not get there in time")
-        app.processEvents()
-        time.sleep(0.0005)
 
 
 def study_uids() -> tuple[str, str]:

@@ -15,6 +15,18 @@ def pacs_node(orthanc, name: str = "pacs") -> Node:
 
 
 @pytest.fixture
+def window(qtbot, workstation_home):
+    """The window on a fresh home with no nodes, shown (1400 x 900, room for a 2x2 layout)."""
+    win, services = build(workstation_home)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    shutdown(services)
+
+
+@pytest.fixture
 def make_window(qtbot, workstation_home):
     built = []
 

@@ -8,7 +8,6 @@ import sys
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from workstation.app import build, shutdown
 from workstation.core.cache import files
 from workstation.ui.browser.study_table import STUDY_ROLE
 
@@ -16,16 +15,6 @@ pytestmark = pytest.mark.timeout(120)
 
 PHANTOM_STUDY = "dcm_qa_ct/In/Philips/S21570"
 PHANTOM_AXIAL = "dcm_qa_ct/In/Philips/S21570/S2020"
-
-
-@pytest.fixture
-def window(qtbot, workstation_home):
-    win, services = build(workstation_home)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    shutdown(services)
 
 
 def import_and_wait(qtbot, win, paths, open_first=False):

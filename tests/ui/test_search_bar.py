@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import QDate, Qt
 
-from workstation.app import build, shutdown
 from workstation.ui.browser.search_bar import SearchBarWidget
 from workstation.ui.browser.study_table import COLUMNS
 
@@ -90,16 +89,6 @@ def test_quick_dates_fill_the_fields_and_any_date_clears_them(qtbot, bar):
     assert bar.query().StudyDate == today and bar.date_from.text() == QDate.currentDate().toString("yyyy-MM-dd")
     bar.date_buttons["Any date"].click()
     assert bar.query().StudyDate == "" and bar.date_from.text() == "" and bar.date_to.text() == ""
-
-
-@pytest.fixture
-def window(qtbot, workstation_home):
-    win, services = build(workstation_home)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    shutdown(services)
 
 
 def test_an_acr_nema_date_shows_as_iso_and_is_found_by_a_typed_date(qtbot, window, samples):

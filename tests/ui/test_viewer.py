@@ -22,17 +22,6 @@ PHANTOM = "dcm_qa_ct/In/Philips/S21570"
 TCIA = "tcia_covid19_ny_sbu/data-sample/A002304"
 
 
-@pytest.fixture
-def window(qtbot, workstation_home):
-    win, services = build(workstation_home)
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    yield win
-    shutdown(services)
-
-
 def imported(qtbot, win, paths):
     with qtbot.waitSignal(win.import_ended, timeout=60000) as blocker:
         win.import_paths([str(p) for p in paths])
