@@ -28,6 +28,13 @@ class ImagePlane:
         norm = np.linalg.norm(n)
         return n / norm if norm > 0 else n
 
+    def patient_to_pixel(self, point) -> tuple[float, float, float]:
+        """(row, column) of a patient point projected on the plane, and its distance from the plane (mm,
+        along the normal): the inverse of `pixel_to_patient`."""
+        d = np.asarray(point, float) - self.position
+        return (float(d @ self.column_direction) / self.pixel_spacing[0],
+                float(d @ self.row_direction) / self.pixel_spacing[1], float(d @ self.normal))
+
     def pixel_to_patient(self, row: float, column: float) -> np.ndarray:
         """LPS position of a (row, column) pixel centre (C.7.6.2.1.1)."""
         return (

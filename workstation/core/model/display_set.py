@@ -82,29 +82,8 @@ class DisplaySet:
         text = self.series.SeriesDescription or self.series.Modality or "Series"
         return f"{text} ({self.label})" if self.label else text
 
-    @property
-    def is_stack(self) -> bool:
-        """Every frame has a plane, all parallel: positions mean something along one normal."""
-        return bool(self.orientation) and len(self.frames) > 0
-
     def __len__(self) -> int:
         return len(self.frames)
-
-    def index_of(self, ref: FrameRef) -> int | None:
-        try:
-            return self.frames.index(ref)
-        except ValueError:
-            return None
-
-
-def display_set_for(series: Series, instances: list[Instance], study: Study | None = None) -> DisplaySet:
-    """A whole series as one display set in instance order, without geometry (when no records are at hand)."""
-    frames = tuple(
-        FrameRef(inst.path, i, inst.SOPInstanceUID, InstanceNumber=inst.InstanceNumber)
-        for inst in instances
-        for i in range(max(1, inst.NumberOfFrames or 1))
-    )
-    return DisplaySet(series=series, study=study, frames=frames)
 
 
 # --- building display sets from the index -----------------------------------------------------

@@ -78,6 +78,3 @@ class ViewerLayout:
             if v is viewport:
                 return i
         return None
-
-    def first_empty(self) -> int | None:
-        return next((i for i, v in enumerate(self.viewports) if v.display_set is None), None)

@@ -18,7 +18,7 @@ from workstation.core.loading import StudySets
 from workstation.core.model.display_set import DisplaySet
 from workstation.core.viewer.annotations import AnnotationStore
 from workstation.core.viewer.layout import ViewerLayout
-from workstation.core.viewer.sync import centre, nearest_frame, reference_line
+from workstation.core.viewer.sync import centre, nearest_frame, reference_line, to_image
 from workstation.core.viewer.viewport import ViewportModel
 
 
@@ -217,11 +217,10 @@ class ReadingSession:
         point = self._map(np.asarray(self.cursor.point), self.cursor.FrameOfReferenceUID, _frame_of_reference(viewport))
         if point is None:
             return None
-        d = point - plane.position
         thickness = viewport.shown.SliceThickness if viewport.shown is not None else None
-        if abs(float(d @ plane.normal)) > max(thickness or 0.0, 1.0):
+        if abs(float((point - plane.position) @ plane.normal)) > max(thickness or 0.0, 1.0):
             return None
-        return float(d @ plane.row_direction) / plane.pixel_spacing[1], float(d @ plane.column_direction) / plane.pixel_spacing[0]
+        return to_image(plane, point)
 
     # --- key images ---------------------------------------------------------------------------
 

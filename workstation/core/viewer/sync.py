@@ -99,7 +99,7 @@ def reference_line(source: ImagePlane, target: ImagePlane) -> tuple[tuple[float,
     # the two points farthest apart (a corner on the plane can be counted twice)
     p, q = max(((p, q) for i, p in enumerate(points) for q in points[i + 1:]),
                key=lambda pq: float(np.linalg.norm(pq[0] - pq[1])))
-    a, b = _to_image(target, p), _to_image(target, q)
+    a, b = to_image(target, p), to_image(target, q)
     return _clip(a, b, target.columns, target.rows)
 
 
@@ -111,11 +111,8 @@ def _corners(plane: ImagePlane) -> list[np.ndarray]:
 
 def to_image(plane: ImagePlane, point: np.ndarray) -> tuple[float, float]:
     """(column, row) of a patient point projected on the plane."""
-    d = np.asarray(point, float) - plane.position
-    return float(d @ plane.row_direction) / plane.pixel_spacing[1], float(d @ plane.column_direction) / plane.pixel_spacing[0]
-
-
-_to_image = to_image
+    row, column, _ = plane.patient_to_pixel(point)
+    return column, row
 
 
 def _clip(a: tuple[float, float], b: tuple[float, float], columns: int, rows: int):

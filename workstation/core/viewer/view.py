@@ -134,12 +134,9 @@ class ViewTransform:
         """Widget (x, y) of a patient point projected on this plane, and its distance from it in mm."""
         if self.plane is None:
             return None
-        p = self.plane
-        d = np.asarray(point, float) - p.position
-        column = float(d @ p.row_direction) / p.pixel_spacing[1]
-        row = float(d @ p.column_direction) / p.pixel_spacing[0]
+        row, column, distance = self.plane.patient_to_pixel(point)
         x, y = self.to_widget(column, row)
-        return x, y, float(d @ p.normal)
+        return x, y, distance
 
     def pixel(self, x: float, y: float) -> tuple[int, int] | None:
         """(column, row) of the pixel under a widget point, None outside the image."""
