@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QLineF, QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPolygonF, QTransform
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPolygonF, QTransform
 
 from workstation.core.viewer.annotations import Annotation, measure
 from workstation.core.viewer.view import ViewTransform
@@ -184,9 +184,14 @@ def handles(p: QPainter, t: ViewTransform, points) -> None:
 # --- corners, labels, scale bar ---------------------------------------------------------------
 
 
-def corners(p: QPainter, widget, texts: dict[str, list[str]], t: ViewTransform | None) -> None:
-    from workstation.ui.viewer.viewport import font_for
+def font_for(widget) -> QFont:
+    """The corners' font: a little larger in a big viewport, never below 7.5 points."""
+    font = QFont(widget.font())
+    font.setPointSizeF(max(7.5, min(11.0, widget.height() / 60)))
+    return font
 
+
+def corners(p: QPainter, widget, texts: dict[str, list[str]], t: ViewTransform | None) -> None:
     p.setFont(font_for(widget))
     metrics = p.fontMetrics()
     line = metrics.height()

@@ -34,7 +34,7 @@ from workstation.services.study_loader_service import StudyLoaderService
 from workstation.ui.viewer import actions as viewer_actions
 from workstation.ui.viewer import arrange as arranging
 from workstation.ui.viewer.grid import ViewportGridWidget
-from workstation.ui.viewer.series_strip import SeriesStripWidget
+from workstation.ui.viewer.series_strip import SeriesStripWidget, study_heading
 from workstation.ui.viewer.toolbar import DEFAULT_CHOICE, build_toolbar
 from workstation.ui.viewer.tools import ToolController
 
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 
 def arranging_title(sets: StudySets) -> str:
-    from workstation.ui.viewer.series_strip import study_heading
-
     return study_heading(sets.study, prior=False)
 DARK = """
 StudyViewerWidget, QToolBar, QSplitter { background: #1b1b1b; color: #dddddd; }

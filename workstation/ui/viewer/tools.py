@@ -16,7 +16,7 @@ from PySide6.QtGui import QColor, QMouseEvent, QPainter
 from PySide6.QtWidgets import QInputDialog
 
 from workstation.core.pixels.voi import Window
-from workstation.core.viewer.annotations import POINTS, hit, new_annotation
+from workstation.core.viewer.annotations import POINTS, Annotation, hit, new_annotation
 from workstation.core.viewer.keymap import BUTTON_ACTIONS, TOOLS
 from workstation.ui.viewer import painting
 
@@ -102,9 +102,7 @@ class ToolController(QObject):
         if button == Qt.MouseButton.LeftButton and event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             point = t.to_patient(pos.x(), pos.y()) if t is not None else None
             if point is not None:
-                self.session.set_cursor(model, point)
-                for w in widget.parent().findChildren(type(widget)) if widget.parent() else [widget]:
-                    w.update()
+                self.session.set_cursor(model, point)   # the viewer repaints every viewport on "cursor"
             return
         action = {Qt.MouseButton.LeftButton: self.tool, Qt.MouseButton.MiddleButton: self.buttons["middle"],
                   Qt.MouseButton.RightButton: self.buttons["right"]}.get(button)
@@ -302,8 +300,6 @@ class ToolController(QObject):
             points = list(drawing.points)
             if drawing.cursor is not None and drawing.kind != "freehand":
                 points.append(drawing.cursor)
-            from workstation.core.viewer.annotations import Annotation
-
             preview = Annotation("preview", drawing.kind, "", "", "", 0, tuple(points[:max(2, POINTS.get(drawing.kind, 99))]))
             painting.draw_annotation(p, t, preview, painting.SELECTED)
         if self._magnifier is not None and self._magnifier[0] is widget:

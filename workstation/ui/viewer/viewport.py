@@ -16,11 +16,11 @@ from PySide6.QtGui import (
     QColor,
     QDragEnterEvent,
     QDropEvent,
-    QFont,
     QImage,
     QKeyEvent,
     QMouseEvent,
     QPainter,
+    QPainterPath,
     QPen,
     QTransform,
     QWheelEvent,
@@ -231,7 +231,6 @@ class ViewportWidget(QWidget):
         matrix = t.matrix.copy()
         matrix[:, :2] *= factor
         matrix[:, 2] = (np.array([at.x(), at.y()]) - factor * (np.array([at.x(), at.y()]) - t.matrix[:, 2]))
-        from PySide6.QtGui import QPainterPath
         path = QPainterPath()
         path.addEllipse(at, radius, radius)
         p.save()
@@ -310,8 +309,3 @@ class ViewportWidget(QWidget):
             event.acceptProposedAction()
             self.display_set_dropped.emit(study_uid, key)
 
-
-def font_for(widget: QWidget) -> QFont:
-    font = QFont(widget.font())
-    font.setPointSizeF(max(7.5, min(11.0, widget.height() / 60)))
-    return font
