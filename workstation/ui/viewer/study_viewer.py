@@ -34,6 +34,7 @@ from workstation.services.study_loader_service import StudyLoaderService
 from workstation.ui.viewer import actions as viewer_actions
 from workstation.ui.viewer import arrange as arranging
 from workstation.ui.viewer.grid import ViewportGridWidget
+from workstation.ui.viewer.kept import KeptRecords
 from workstation.ui.viewer.series_strip import SeriesStripWidget, study_heading
 from workstation.ui.viewer.toolbar import DEFAULT_CHOICE, build_toolbar
 from workstation.ui.viewer.tools import ToolController
@@ -70,15 +71,13 @@ class StudyViewerWidget(QWidget):
         self._touched = False                  # the user changed the layout since it was arranged
         self.session = ReadingSession()
         self.tools = ToolController(self.session, self)
+        self.kept = KeptRecords(self.session, cache, self)   # annotations and key images in the cache
         self.strip = SeriesStripWidget(cache)
         self.grid = ViewportGridWidget(frames, self.session, self.tools)
         self.presets = load_presets()
         self.others: list = []              # the patient's other studies (priors), as listed
         self._watches: dict[str, object] = {}
-        self._key_jobs: dict[str, int] = {}     # StudyInstanceUID -> the newest key-image change asked for
         self._shown_key: tuple[str, str] | None = None
-        self._save_timer = QTimer(self, singleShot=True, interval=500)
-        self._save_timer.timeout.connect(self._save_annotations)
         self._cine = QTimer(self, interval=15)
         self._cine.timeout.connect(self._cine_tick)
         self.setStyleSheet(DARK)
@@ -105,12 +104,12 @@ class StudyViewerWidget(QWidget):
         layout.addLayout(bottom)
 
         self.tools.probed.connect(self.probe_label.setText)
+        self.kept.status_changed.connect(self.status_changed)
         self.strip.display_set_activated.connect(lambda study, key: self.show_in(None, study, key))
         self.strip.study_requested.connect(self.prior_requested)
         self.grid.display_set_dropped.connect(lambda cell, study, key: self.show_in(cell, study, key))
         self.session.layout.changed.connect(self._on_layout)
         self.session.changed.connect(self._on_session)
-        self.session.annotations.changed.connect(lambda study: self._save_timer.start())
         for viewport in self.session.layout.viewports:
             viewport.changed.connect(self._on_viewport)
 
@@ -134,8 +133,7 @@ class StudyViewerWidget(QWidget):
         """The tab's current study: arranged by its hanging protocol, `series_uid` in the active viewport."""
         self.session.add_study(sets)
         self._watch(sets)
-        self._load_annotations(sets.StudyInstanceUID)
-        self._load_key_images(sets.StudyInstanceUID)
+        self.kept.load(sets.StudyInstanceUID)
         self.arrange()
         if series_uid is not None:
             self.show_series(series_uid)
@@ -170,8 +168,7 @@ class StudyViewerWidget(QWidget):
         they do not show it (it is not an earlier study, say), the two side by side."""
         self.session.add_study(sets)
         self._watch(sets)
-        self._load_annotations(sets.StudyInstanceUID)
-        self._load_key_images(sets.StudyInstanceUID)
+        self.kept.load(sets.StudyInstanceUID)
         self.arrange()
         shown = {d.StudyInstanceUID for d in self.shown_display_sets()}
         if sets.StudyInstanceUID not in shown and sets.display_sets:
@@ -424,45 +421,6 @@ class StudyViewerWidget(QWidget):
         dpi = screen.physicalDotsPerInchX() / max(1.0, screen.devicePixelRatio())
         model.set_view(model.view.at_scale(dpi / 25.4 * spacing[1]))
 
-    def toggle_key_image(self) -> None:
-        """K: mark or unmark the image; it is kept as a Key Object Selection document in the cache (which
-        can be sent to the PACS); if that fails the mark is taken back and the reason said."""
-        model = self.active_model
-        ref, ds = model.current, model.display_set
-        before = dict(self.session.key_images)
-        marked = self.session.toggle_key_image(model)
-        if marked is None:
-            return
-        self.status_changed.emit("Marked as a key image." if marked else "No longer a key image.")
-        uid = ds.StudyInstanceUID
-        self._key_jobs[uid] = generation = self._key_jobs.get(uid, 0) + 1
-        job = self.cache.mark_key_image(uid, ref.SOPInstanceUID, ref.frame, marked)
-
-        def done(found) -> None:
-            if self._key_jobs.get(uid) == generation:   # a later mark's answer will say more
-                self._key_images_read(uid, found)
-
-        def failed(message: str) -> None:
-            if self._key_jobs.get(uid) == generation:
-                self._load_key_images(uid)              # what the cache holds after all
-            else:
-                self.session.set_key_images(uid, before.get(uid, frozenset()))
-            self.status_changed.emit(f"The key image could not be kept: {message}")
-
-        job.succeeded.connect(done)
-        job.failed.connect(failed)
-
-    def _load_key_images(self, study_uid: str) -> None:
-        job = self.cache.key_images(study_uid)
-        job.succeeded.connect(lambda found, uid=study_uid: self._key_images_read(uid, found))
-        job.failed.connect(lambda message: self.status_changed.emit(f"The key images are not shown: {message}"))
-
-    def _key_images_read(self, study_uid: str, found) -> None:
-        keys, warnings = found
-        self.session.set_key_images(study_uid, keys)
-        for text in warnings:
-            self.status_changed.emit(text)
-
     def toggle_key_filter(self) -> None:
         model = self.active_model
         ds = model.display_set
@@ -505,26 +463,12 @@ class StudyViewerWidget(QWidget):
         if ok and name.strip():
             self.status_changed.emit(arranging.save_arrangement(self.session, name.strip(), self.home))
 
-    # --- annotations in the cache -------------------------------------------------------------
-
-    def _load_annotations(self, study_uid: str) -> None:
-        job = self.cache.annotations(study_uid)
-        job.succeeded.connect(lambda docs, uid=study_uid: self.session.annotations.load(uid, docs))
-        job.failed.connect(self.status_changed)
-
-    def _save_annotations(self) -> None:
-        store = self.session.annotations
-        for study_uid in sorted(store.dirty):
-            job = self.cache.save_annotations(study_uid, store.documents(study_uid))
-            job.failed.connect(lambda message: self.status_changed.emit(
-                f"The annotations could not be saved: {message}. They stay on screen; try again."))
-        store.dirty.clear()
+    def toggle_key_image(self) -> None:
+        self.kept.toggle_key_image(self.active_model)
 
     def flush(self) -> None:
         """Save what is still to be saved now (the tab closes)."""
-        if self._save_timer.isActive():
-            self._save_timer.stop()
-            self._save_annotations()
+        self.kept.flush()
 
     def shown_display_sets(self) -> list[DisplaySet]:
         return [v.display_set for v in self.session.layout.viewports if v.display_set is not None]
