@@ -36,6 +36,14 @@ class Volume:
         """LPS position of voxel (slice k, row i, column j)."""
         return self.origin + self.direction @ (np.array([j, i, k]) * np.array(self.spacing[::-1]))
 
+    def affine(self) -> np.ndarray:
+        """4x4: (column, row, slice, 1) -> LPS mm; the direction's columns are the row, column and
+        slice directions, each scaled by its spacing."""
+        out = np.eye(4)
+        out[:3, :3] = self.direction * np.array(self.spacing[::-1])
+        out[:3, 3] = self.origin
+        return out
+
 
 def _allocate(shape: tuple[int, int, int]) -> np.ndarray:
     """A zeroed int16 volume whose pages the kernel maps in one call (MAP_POPULATE) where available.
