@@ -29,8 +29,11 @@ class _FrameCache:
     (their header read once; they decode the file's other frames later). A single-frame file's source
     lives only as long as its frame's renderer."""
 
-    def __init__(self, budget: int = 2 << 30, sources: int = 32, keywords: tuple[str, ...] = ()) -> None:
+    def __init__(self, budget: int = 2 << 30, sources: int = 32, keywords: tuple[str, ...] = (),
+                 make=None) -> None:
         self.keywords = keywords
+        self.make = make
+        """make(ref) -> FrameRenderer for frames that come from no file (MPR planes); None: decode files."""
         self._lock = threading.Lock()
         self._frames: OrderedDict[tuple[str, int], FrameRenderer] = OrderedDict()
         self._sources: OrderedDict[str, ImageSource] = OrderedDict()
@@ -66,6 +69,8 @@ class _FrameCache:
         hit = self.get(ref)
         if hit is not None:
             return hit
+        if self.make is not None:
+            return self._keep(ref, self.make(ref))
         with self._lock:
             source = self._sources.get(ref.path)
             if source is not None:
@@ -77,7 +82,9 @@ class _FrameCache:
                     self._sources[ref.path] = source
                     while len(self._sources) > self.max_sources:
                         self._sources.popitem(last=False)
-        renderer = FrameRenderer(source, ref.frame, self.keywords)
+        return self._keep(ref, FrameRenderer(source, ref.frame, self.keywords))
+
+    def _keep(self, ref: FrameRef, renderer: FrameRenderer) -> FrameRenderer:
         with self._lock:
             key = (ref.path, ref.frame)
             old = self._frames.pop(key, None)
@@ -103,13 +110,16 @@ class FrameService(QObject):
     frame_failed = Signal(int, object, str)
     _wake = Signal()
 
-    def __init__(self, threads: int = 2, keywords: tuple[str, ...] | frozenset[str] = ()) -> None:
+    def __init__(self, threads: int = 2, keywords: tuple[str, ...] | frozenset[str] = (), make=None,
+                 budget: int = 2 << 30) -> None:
+        """`make(ref) -> FrameRenderer` serves frames that come from no file (an MPR plane's positions);
+        without it, frames are decoded from their files."""
         super().__init__()
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake.connect(self._deliver)
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
-        self.cache = _FrameCache(keywords=tuple(sorted(keywords)))
+        self.cache = _FrameCache(budget, keywords=tuple(sorted(keywords)), make=make)
         self._prefetching: set[tuple[str, int]] = set()
         self._latest: dict[int, int] = {}      # viewport id -> generation of its newest request
         self._prefetch: dict[int, int] = {}    # viewport id -> generation of its newest prefetch

@@ -96,6 +96,35 @@ class FrameRenderer:
         self.voi_luts = [] if self.file_windows else source.voi_lut_sequence(frame)
         self.default_window = self.file_windows[0] if self.file_windows else full_range_window(vmin, vmax)
 
+    @classmethod
+    def of_values(cls, values: np.ndarray, plane, *, unit: str = "", windows: list[Window] | None = None,
+                  attributes: dict | None = None, spacing: SpacingInfo | None = None) -> FrameRenderer:
+        """A renderer over modality values that come from no file (an MPR plane): the same windowing,
+        probe and statistics as a decoded frame's; NaN marks samples outside the volume (shown black)."""
+        self = cls.__new__(cls)
+        self.source = None
+        self.frame, self.number_of_frames = 0, 1
+        self.shape = values.shape[:2]
+        self.attributes = dict(attributes or {})
+        self.plane = plane
+        self.patient_orientation = None
+        self.spacing = spacing
+        self.overlays, self.shutter = [], None
+        self.is_color, self.invert = False, False
+        self.unit = unit
+        self._stored_values = None
+        self._rgb = self._index = self._transform = self._shuttered = None
+        self._first = 0
+        self._values = np.asarray(values, dtype=np.float64)
+        outside = ~np.isfinite(self._values)
+        self._shuttered = outside if outside.any() else None   # outside the volume: black, as outside a shutter
+        self.voi_luts = []
+        finite = self._values[np.isfinite(self._values)]
+        self.value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        self.file_windows = list(windows or [])
+        self.default_window = self.file_windows[0] if self.file_windows else full_range_window(*self.value_range)
+        return self
+
     @property
     def _inputs(self) -> np.ndarray:
         """The modality value of each index entry, made for each table (a few microseconds) rather than kept."""
@@ -118,7 +147,7 @@ class FrameRenderer:
         outside the display shutter take its grey (a P-value, so after any inversion)."""
         out = self._render(window)
         if self._shuttered is not None:
-            out[self._shuttered] = self.shutter.grey
+            out[self._shuttered] = self.shutter.grey if self.shutter is not None else 0
         return out
 
     def _render(self, window: Window | None) -> np.ndarray:
@@ -151,11 +180,13 @@ class FrameRenderer:
         return Window((lo + hi) / 2, width, "LINEAR", "auto")
 
     def stored_value(self, column: int, row: int):
-        """The stored pixel value (colour: the RGB triple) at a pixel."""
+        """The stored pixel value (colour: the RGB triple) at a pixel; None where no file stored one (MPR)."""
         if self._rgb is not None:
             return tuple(int(v) for v in self._rgb[row, column])
         if self._index is not None:
             return int(self._index[row, column]) + self._first
+        if self._stored_values is None:
+            return None
         return self._stored_values[row, column].item()
 
     def modality_value(self, column: int, row: int) -> float | None:

@@ -286,7 +286,8 @@ class ToolController(QObject):
             parts.append(f"RGB {stored[0]} {stored[1]} {stored[2]}")
         else:
             value = r.modality_value(column, row)
-            parts.append(f"stored {stored}")
+            if stored is not None:
+                parts.append(f"stored {stored}")
             unit = f" {r.unit}" if r.unit else ""
             parts.append(f"value {value:.6g}{unit}")
         point = t.to_patient(pos.x(), pos.y())
