@@ -364,3 +364,26 @@ def test_the_series_list_follows_arrivals_without_asking_the_node_again(qtbot, m
     assert asked == []
     qtbot.waitUntil(lambda: where(browser, browser.current_study().StudyInstanceUID) == "both (10/141 local)",
                     timeout=10000)
+
+
+def test_a_remote_studys_prior_is_listed_from_the_node_and_opened_beside_it(qtbot, make_window, orthanc):
+    """A002304 has two studies on the PACS and none in the cache: opening the newer lists the older from
+    the node, and opening that prior retrieves it and shows it beside the current study."""
+    win = make_window(orthanc, [pacs_node(orthanc)])
+    browser = win.browser
+    search_node(qtbot, browser, "pacs")
+    select_study(qtbot, browser, lambda s: s.PatientID == "A002304" and s.StudyDate.startswith("1901"))
+    current = browser.current_study()
+    with qtbot.waitSignal(win.display_set_shown, timeout=30000):
+        browser.open_button.click()
+    viewer = win.viewer
+    qtbot.waitUntil(lambda: any(s.StudyDate.startswith("1900") for s in viewer.others), timeout=30000)
+    (prior,) = viewer.others
+    assert not win.cache.cache.studies(QueryFilter(StudyInstanceUID=prior.StudyInstanceUID))   # only on the node
+    strip = viewer.strip
+    assert any("Other studies of this patient" in strip.item(i).text() for i in range(strip.count()))
+    win.open_prior(viewer, prior)
+    qtbot.waitUntil(lambda: len(viewer.session.studies) == 2, timeout=60000)
+    shown = {c.model.display_set.StudyInstanceUID for c in viewer.grid.cells if c.model.display_set is not None}
+    assert shown == {current.StudyInstanceUID, prior.StudyInstanceUID}
+    assert win.cache.cache.studies(QueryFilter(StudyInstanceUID=prior.StudyInstanceUID))      # retrieved

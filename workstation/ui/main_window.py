@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from workstation.core import memory
-from workstation.core.cache import ImportReport, QueryFilter
+from workstation.core.cache import ImportReport
 from workstation.core.dicom.text import format_date, person_name
 from workstation.core.loading import StudySets
 from workstation.core.model import Study
@@ -31,6 +31,7 @@ from workstation.services.cache_service import CacheService
 from workstation.services.frame_service import FrameService
 from workstation.services.jobs import Job
 from workstation.services.network_service import NetworkService
+from workstation.services.priors_service import PriorsService
 from workstation.services.study_loader_service import OpeningHandle, StudyLoaderService
 from workstation.services.transfer_queue import Transfer, study_description
 from workstation.ui.browser.browser_widget import BrowserWidget
@@ -68,7 +69,6 @@ class MainWindow(QMainWindow):
         self.import_job: Job | None = None
         self._opening: OpeningHandle | None = None   # the newest request to show something
         self.viewers: list[StudyViewerWidget] = []
-        self._origins: dict[str, Node] = {}          # StudyInstanceUID -> the node it was opened from
         self._priors_opening: OpeningHandle | None = None
         self._expected: dict[str, dict[str, int]] = {}   # StudyInstanceUID -> images per series on the node
         self._open_first_after_import = False
@@ -77,6 +77,8 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.setAcceptDrops(True)
 
+        self.priors = PriorsService(cache, self.loader, network)
+        self.priors.status_changed.connect(self.show_status)
         self.browser = BrowserWidget(cache, network)
         self.tabs = QTabWidget()
         self.tabs.setTabsClosable(True)
@@ -360,37 +362,15 @@ class MainWindow(QMainWindow):
 
     def _find_priors(self, viewer: StudyViewerWidget, study: Study | None) -> None:
         """The patient's other studies: in the cache, and on the node the study came from."""
-        if study is None or not study.PatientID:
+        if study is None:
             return
-        found: dict[str, Study] = {}
-
-        def add(studies) -> None:
-            for s in studies:
-                if s.StudyInstanceUID != study.StudyInstanceUID:
-                    found.setdefault(s.StudyInstanceUID, s)
-            if viewer in self.viewers:
-                viewer.set_others(sorted(found.values(), key=lambda s: (s.StudyDate, s.StudyTime), reverse=True))
-
-        job = self.cache.search(QueryFilter(PatientID=study.PatientID), limit=200)
-        job.succeeded.connect(add)
-        node = self._origins.get(study.StudyInstanceUID)
-        if node is not None and self.network is not None:
-            remote = self.network.queries.patient_studies(node, study.PatientID)
-            remote.succeeded.connect(add)
-            remote.failed.connect(lambda message: self.show_status(f"The priors on {node.name} are not listed: {message}"))
+        handle = self.priors.find(study)
+        handle.found.connect(lambda studies: viewer in self.viewers and viewer.set_others(studies))
+        handle.failed.connect(self.show_status)
 
     def open_prior(self, viewer: StudyViewerWidget, study: Study) -> None:
         """Open another study of the patient beside the viewer's current one, retrieving it first when needed."""
-        uid = study.StudyInstanceUID
-        node = self._origins.get(viewer.study_uid)
-        local = self.cache.cache.studies(QueryFilter(StudyInstanceUID=uid), limit=1)
-        if local or node is None or self.network is None:
-            opening = self.loader.open_study(uid)
-        else:
-            transfer = self.network.queue.retrieve(node, uid, None, description=study_description(study),
-                                                   priority=Priority.OPENED)
-            opening = self.loader.open_study(uid, transfer=transfer)
-            self.show_status(f"Retrieving the prior {study_description(study)} from {node.name}.")
+        opening = self.priors.open(study, viewer.study_uid)
         self._priors_opening = opening
         opening.opened.connect(lambda sets: viewer in self.viewers and viewer.add_prior(sets))
         opening.failed.connect(self.show_status)
@@ -402,7 +382,7 @@ class MainWindow(QMainWindow):
         uid = study.StudyInstanceUID
         transfer = self.network.queue.retrieve(node, uid, [series_uid] if series_uid else None,
                                                description=study_description(study), priority=Priority.OPENED)
-        self._origins[uid] = node
+        self.priors.remember_origin(uid, node)
         self._open(self.loader.open_study(uid, series_uid, transfer=transfer), series_uid)  # what is local shows at once
         counts = self.network.queries.series(node, uid)   # how many images each series will have
         counts.succeeded.connect(lambda found: self._expect(uid, {s.SeriesInstanceUID: s.NumberOfSeriesRelatedInstances
