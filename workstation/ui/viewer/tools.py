@@ -58,8 +58,10 @@ class ToolController(QObject):
     probed = Signal(str)        # the pixel under the pointer, in words (empty when there is none)
 
     def __init__(self, session, parent=None) -> None:
+        """`session`: where a selection is deleted before anything is selected; a viewport's own session
+        (its widget's) receives what is drawn in it, so one controller serves the 2D grid and MPR."""
         super().__init__(parent)
-        self.session = session
+        self._selected_in = session
         self.tool = "window"
         self.buttons = {"middle": "pan", "right": "zoom"}
         self.selected: str | None = None
@@ -102,7 +104,7 @@ class ToolController(QObject):
         if button == Qt.MouseButton.LeftButton and event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             point = t.to_patient(pos.x(), pos.y()) if t is not None else None
             if point is not None:
-                self.session.set_cursor(model, point)   # the viewer repaints every viewport on "cursor"
+                widget.session.set_cursor(model, point)   # the viewer repaints every viewport on "cursor"
             return
         action = {Qt.MouseButton.LeftButton: self.tool, Qt.MouseButton.MiddleButton: self.buttons["middle"],
                   Qt.MouseButton.RightButton: self.buttons["right"]}.get(button)
@@ -117,6 +119,7 @@ class ToolController(QObject):
             if found is not None:
                 annotation, handle = found
                 self.selected = annotation.uid
+                self._selected_in = widget.session
                 self._edit = _Edit(widget, annotation.uid, handle, image_point, annotation)
                 widget.update()
                 return
@@ -231,8 +234,9 @@ class ToolController(QObject):
                                     sop_uid=ref.SOPInstanceUID, frame=ref.frame, plane=model.renderer.plane
                                     if model.renderer is not None else ref.plane,
                                     frame_of_reference=ds.FrameOfReferenceUID, text=text)
-        self.session.annotations.add(annotation)
+        widget.session.annotations.add(annotation)
         self.selected = annotation.uid
+        self._selected_in = widget.session
         widget.update()
 
     # --- editing ------------------------------------------------------------------------------
@@ -241,7 +245,7 @@ class ToolController(QObject):
         ref = widget.model.shown
         if ref is None:
             return None
-        for annotation in reversed(self.session.annotations.for_frame(ref.SOPInstanceUID, ref.frame)):
+        for annotation in reversed(widget.session.annotations.for_frame(ref.SOPInstanceUID, ref.frame)):
             handle = hit(annotation, point, tolerance)
             if handle is not None:
                 return annotation, handle
@@ -257,13 +261,13 @@ class ToolController(QObject):
             points = list(original.points)
             points[edit.handle] = point
             changed = original.with_points(points, plane)
-        self.session.annotations.replace(changed)
+        widget.session.annotations.replace(changed)
         widget.update()
 
     def delete_selected(self) -> bool:
         if self.selected is None:
             return False
-        self.session.annotations.remove(self.selected)
+        self._selected_in.annotations.remove(self.selected)
         self.selected = None
         return True
 
