@@ -1,5 +1,5 @@
 """Reformatted planes stored as derived CT, MR and Secondary Capture images, checked by pydicom, DCMTK's
-dcmdump and dicom3tools' dciodvfy.
+dcmdump, dicom3tools' dciodvfy, the project's own display sets and volume assembly, and a real Orthanc.
 
 The planes are made here with numpy from the real slices, not by the project's reslicer: an axial
 plane is a slice itself, and a coronal (or, for the sagittal MR, an axial) plane through voxel
@@ -10,6 +10,7 @@ interpolation and are known exactly.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 from datetime import datetime
@@ -24,6 +25,8 @@ from pydicom.uid import generate_uid
 
 import workstation
 from tests.peers import require_binary
+from tests.test_cli import ws
+from workstation.core.cache import Cache
 from workstation.core.dicom.derived import (
     CT_IMAGE,
     MR_IMAGE,
@@ -34,7 +37,11 @@ from workstation.core.dicom.derived import (
 )
 from workstation.core.dicom.geometry import ImagePlane
 from workstation.core.dicom.key_objects import to_part10
+from workstation.core.model.display_set import build_display_sets
 from workstation.core.pixels.slice_reader import read_slice_record
+from workstation.core.pixels.volume import assemble_volume_from_headers
+from workstation.core.reformats import store_derived_series
+from workstation.core.tasks import Cancelled, CancelToken
 
 pytestmark = pytest.mark.samples
 
@@ -249,7 +256,19 @@ def test_dcmdump_and_dciodvfy_accept_a_derived_ct(ct, tmp_path):
         "Warning - </PatientName(0010,0010)[1]> - Value dubious for this VR [PN] = <HEAD> - Retired Person Name form"]
 
 
-# ---------------------------------------------------------------------------------------------- series
+# ---------------------------------------------------------------------------------------------- series and cache
+
+
+@pytest.fixture
+def cache(workstation_home, samples):
+    with Cache(workstation_home) as c:
+        report = c.import_paths([samples / PHILIPS])
+        assert report.imported == 140
+        yield c
+
+
+def philips_series(cache: Cache, ct: Stack) -> str:
+    return ct.headers[0].SeriesInstanceUID
 
 
 ROWS = [200, 203, 206, 209, 212, 215, 218, 221]
@@ -269,6 +288,76 @@ def test_a_stack_of_parallel_planes_is_one_series_numbered_along_the_normal(ct):
     assert all(float(d.SpacingBetweenSlices) == pytest.approx(step) for d in made)
     assert all(float(d.SliceThickness) == pytest.approx(step) for d in made)
     assert {(str(d.RescaleSlope), str(d.RescaleIntercept)) for d in made} == {("1", "0")}
+
+
+def test_a_stored_stack_imports_and_assembles_as_the_planes_it_was_made_of(ct, cache):
+    source_uid = philips_series(cache, ct)
+    planes = [ct.across(r) for r in ROWS]
+    seen = []
+    uid = store_derived_series(cache, source_uid, [planes[i] for i in (5, 1, 0, 7, 2, 4, 3, 6)],
+                               "Coronal MPR 1.35 mm", window=(40, 80),
+                               progress=lambda done, total, message: seen.append((done, total)))
+    assert seen[-1] == (8, 8) and seen[0] == (1, 8)
+    series = {s.SeriesInstanceUID: s for s in cache.series(ct.headers[0].StudyInstanceUID)}
+    assert set(series) == {source_uid, uid}, "the derived series is in the source's study"
+    derived = series[uid]
+    assert (derived.Modality, derived.SeriesDescription, derived.NumberOfSeriesRelatedInstances) == (
+        "CT", "Coronal MPR 1.35 mm", 8)
+    assert derived.SeriesNumber == series[source_uid].SeriesNumber + 1
+    records = cache.instance_records(uid)
+    assert [i.SOPClassUID for i, _ in records] == [CT_IMAGE] * 8
+    assert all(r.FrameOfReferenceUID == ct.headers[0].FrameOfReferenceUID for _, r in records)
+
+    sets = build_display_sets(derived, records)
+    assert len(sets) == 1 and sets[0].orientation == "coronal" and len(sets[0]) == 8
+    assert [f.InstanceNumber for f in sets[0].frames] == list(range(1, 9))
+    for frame, (_, plane) in zip(sets[0].frames, planes, strict=True):
+        assert np.allclose(frame.plane.position, plane.position, atol=1e-9)
+        assert np.allclose(frame.plane.normal, plane.normal)
+
+    volume = assemble_volume_from_headers(cache.volume_slices(uid))
+    assert volume.warnings == []
+    assert np.array_equal(volume.array, np.stack([v for v, _ in planes]))
+    assert volume.spacing == pytest.approx((3 * ct.spacing[0], ct.step, ct.spacing[1]))
+    assert np.allclose(volume.origin, planes[0][1].position)
+    assert np.allclose(volume.direction, np.column_stack([[1, 0, 0], [0, 0, -1], [0, 1, 0]]))
+    # each derived image names the source slices it was sampled from: all of them, for a coronal plane
+    first = pydicom.dcmread(cache.instances(uid)[0].path, stop_before_pixels=True)
+    assert len(first.SourceImageSequence) == 140
+
+
+def test_a_cancelled_export_stores_nothing(ct, cache):
+    token = CancelToken()
+
+    def progress(done, total, message):
+        if done == 3:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        store_derived_series(cache, philips_series(cache, ct), [ct.across(r) for r in ROWS], "Coronal",
+                             progress=progress, cancel=token)
+    assert [s.SeriesInstanceUID for s in cache.series(ct.headers[0].StudyInstanceUID)] == [philips_series(cache, ct)]
+
+
+def test_orthanc_accepts_the_derived_series_beside_its_source(ct, cache, fresh_orthanc, workstation_home, samples):
+    assert fresh_orthanc.upload(sorted((samples / PHILIPS).iterdir())) == 140
+    uid = store_derived_series(cache, philips_series(cache, ct), [ct.across(r) for r in ROWS[:3]], "Coronal MPR",
+                               slab=("mip", 2.0))
+    ws("node", "add", "pacs", "--aet", fresh_orthanc.aet, "--host", "127.0.0.1", "--port", str(fresh_orthanc.port),
+       "--connect-timeout", "3", "--timeout", "15", home=workstation_home)
+    sent = ws("send", "pacs", "--study", ct.headers[0].StudyInstanceUID, "--series", uid, "--json",
+              home=workstation_home)
+    assert (json.loads(sent.stdout)["sent"], json.loads(sent.stdout)["failed"]) == (3, 0), sent.stdout
+    found = fresh_orthanc.rest("POST", "/tools/lookup", uid.encode())
+    assert [f["Type"] for f in found] == ["Series"]
+    series = fresh_orthanc.rest("GET", f"/series/{found[0]['ID']}")
+    assert len(series["Instances"]) == 3
+    study = fresh_orthanc.rest("GET", f"/studies/{series['ParentStudy']}")
+    assert study["MainDicomTags"]["StudyInstanceUID"] == ct.headers[0].StudyInstanceUID
+    assert len(study["Series"]) == 2, "on the PACS too the derived series sits in the source's study"
+    tags = fresh_orthanc.rest("GET", f"/instances/{series['Instances'][0]}/simplified-tags")
+    assert tags["SOPClassUID"] == CT_IMAGE and tags["ImageType"] == "DERIVED\\SECONDARY\\AXIAL"
+    assert tags["FrameOfReferenceUID"] == ct.headers[0].FrameOfReferenceUID
 
 
 # ---------------------------------------------------------------------------------------------- MR and others
@@ -388,3 +477,6 @@ def test_refusals_are_in_words(ct):
         derived_series([ct.slice_plane(0), ct.slice_plane(1)], without, description="x", series_uid=generate_uid())
 
 
+def test_storing_from_a_series_the_cache_lacks_says_so(ct, cache):
+    with pytest.raises(ValueError, match="no series 1.2.3 in the local cache"):
+        store_derived_series(cache, "1.2.3", [ct.slice_plane(0)], "x")
