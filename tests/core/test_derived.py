@@ -225,15 +225,22 @@ def test_an_average_slab_keeps_its_fractions_to_a_tenth_of_a_hu(ct, tmp_path):
     assert codes_of(minip)[1] == code(codes.DCM.MinimumIntensityProjection)
 
 
-def test_samples_outside_the_volume_become_air(ct, tmp_path):
+def test_samples_outside_the_volume_become_the_lowest_value(ct, mr, tmp_path):
     values, plane = ct.across(256)
-    values = values.copy()
+    values = values + 200                                    # no air left: the lowest value is -824 HU
     values[:, :40] = np.nan                                  # the reslicer's mark for "outside"
     ds = derived_image(values, plane, ct.headers[0], series_uid=generate_uid(), series_number=906,
                        instance_number=1, description="Coronal MPR")
     back = modality_values(write(ds, tmp_path))
-    assert np.all(back[:, :40] == -1024)
+    assert np.all(back[:, :40] == -1024), "outside a CT volume is air"
     assert np.array_equal(back[:, 40:], values[:, 40:])
+    values, plane = mr.slice_plane(100)
+    values = values + 100
+    values[:20] = np.nan
+    ds = derived_image(values, plane, mr.headers[100], series_uid=generate_uid(), series_number=906,
+                       instance_number=1, description="Sagittal MPR")
+    back = pydicom.dcmread(write(ds, tmp_path, "mr.dcm")).pixel_array
+    assert np.all(back[:20] == 0) and np.array_equal(back[20:], values[20:]), "outside an MR volume is 0"
 
 
 def test_dcmdump_and_dciodvfy_accept_a_derived_ct(ct, tmp_path):
@@ -328,14 +335,17 @@ def test_a_stored_stack_imports_and_assembles_as_the_planes_it_was_made_of(ct, c
 
 def test_a_cancelled_export_stores_nothing(ct, cache):
     token = CancelToken()
+    made = []
 
     def progress(done, total, message):
+        made.append(done)
         if done == 3:
             token.cancel()
 
     with pytest.raises(Cancelled):
         store_derived_series(cache, philips_series(cache, ct), [ct.across(r) for r in ROWS], "Coronal",
                              progress=progress, cancel=token)
+    assert made == [1, 2, 3], "no image is made once cancelled"
     assert [s.SeriesInstanceUID for s in cache.series(ct.headers[0].StudyInstanceUID)] == [philips_series(cache, ct)]
 
 
