@@ -225,6 +225,22 @@ def test_an_average_slab_keeps_its_fractions_to_a_tenth_of_a_hu(ct, tmp_path):
     assert codes_of(minip)[1] == code(codes.DCM.MinimumIntensityProjection)
 
 
+def test_values_beyond_16_bits_move_the_intercept_and_keep_their_precision(ct, tmp_path):
+    values, plane = ct.across(256)
+    shifted = values + 40000                                 # whole, but above int16: another intercept
+    ds = derived_image(shifted, plane, ct.headers[0], series_uid=generate_uid(), series_number=908,
+                       instance_number=1, description="Shifted")
+    path = write(ds, tmp_path)
+    assert float(pydicom.dcmread(path).RescaleIntercept) != 0 and np.array_equal(modality_values(path), shifted)
+    far = values * 0.5 + 100000                              # fractional and far from zero
+    ds = derived_image(far, plane, ct.headers[0], series_uid=generate_uid(), series_number=908,
+                       instance_number=2, description="Far")
+    path = write(ds, tmp_path, "far.dcm")
+    slope = float(pydicom.dcmread(path).RescaleSlope)
+    assert slope <= 2.5 * float(np.ptp(far)) / 65533
+    assert np.max(np.abs(modality_values(path) - far)) <= slope / 2 + 1e-6
+
+
 def test_samples_outside_the_volume_become_the_lowest_value(ct, mr, tmp_path):
     values, plane = ct.across(256)
     values = values + 200                                    # no air left: the lowest value is -824 HU

@@ -50,14 +50,14 @@ _SLAB_WORDS = {"mip": "maximum intensity projection", "minip": "minimum intensit
 CT_OUTSIDE = -1024.0
 """What a CT sample outside the volume becomes (air), unless the plane holds lower values."""
 WHOLE_TOLERANCE = 1e-3
-"""Values this close to whole numbers (or 1e-6 of their magnitude, float32's reach) are whole."""
+"""Values this close to whole numbers (or two float32 steps at their magnitude, if more) are whole."""
 _INT16 = (-32768, 32767)
 _UINT16 = (0, 65535)
 _STEPS = (1, 2, 5)
 _UID_MAX = 64
 
 # Copied from the source because they are the patient's, the study's or the acquisition's, not ours.
-_PATIENT_STUDY = (
+_FROM_SOURCE = (
     "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "TypeOfPatientID",
     "PatientBirthDate", "PatientBirthTime", "PatientSex", "QualityControlSubject", "OtherPatientIDsSequence",
     "OtherPatientNames", "EthnicGroup", "PatientComments", "PatientSpeciesDescription",
@@ -100,7 +100,8 @@ class SourceImage(NamedTuple):
 
 @dataclass(frozen=True)
 class Rescale:
-    """How modality values become 16-bit signed stored values: value = stored x slope + intercept.
+    """How modality values become 16-bit stored values (signed, or unsigned for Secondary Capture):
+    value = stored x slope + intercept.
 
     `slope` and `intercept` are the values their DS strings read back as, so a reader gets exactly
     what was encoded. `outside` is the modality value samples outside the volume were given."""
@@ -158,26 +159,28 @@ def choose_rescale(planes: Sequence[np.ndarray], lowest: float, *, signed: bool 
     slope that fits the whole range into 16 bits (at most 2.5 x range / 65535): a value read back is
     within half a slope of the one given. `whole_only` rounds them to whole values instead (for an
     IOD without a Modality LUT). Samples outside the volume (NaN) become `lowest`, or the lowest
-    value of the planes when that is lower.
+    value of the planes when that is lower (the range then reaches down to it).
     """
     low, high = _INT16 if signed else _UINT16
-    lo, hi, whole, magnitude = math.inf, -math.inf, True, 0.0
+    lo, hi, whole, magnitude, outside_any = math.inf, -math.inf, True, 0.0, False
     for values in planes:
         finite = values[np.isfinite(values)]
+        outside_any = outside_any or finite.size < values.size
         if finite.size == 0:
             continue
         fmin, fmax = float(finite.min()), float(finite.max())
         lo, hi = min(lo, fmin), max(hi, fmax)
         magnitude = max(magnitude, abs(fmin), abs(fmax))
         if whole and not whole_only:
-            tolerance = max(WHOLE_TOLERANCE, 1e-6 * magnitude)
+            tolerance = max(WHOLE_TOLERANCE, 2 * float(np.spacing(np.float32(magnitude))))
             whole = bool(np.all(np.abs(finite - np.rint(finite)) <= tolerance))
     if not math.isfinite(lo):
         raise ValueError("no sample of the plane lies inside the volume: there is nothing to store")
     if whole:
         lo, hi = float(round(lo)), float(round(hi))
     outside = min(float(lowest), lo)
-    lo = outside
+    if outside_any:
+        lo = outside
     if whole and hi - lo <= high - low:
         intercept = 0.0 if lo >= low and hi <= high else lo - low
         return Rescale(1.0, intercept, outside, "1", _ds(intercept), True, signed)
@@ -185,10 +188,9 @@ def choose_rescale(planes: Sequence[np.ndarray], lowest: float, *, signed: bool 
     slope = _step(need)
     if lo / slope >= low + 1 and hi / slope <= high - 1:
         intercept = 0.0
-    elif signed:
-        intercept = round((lo + hi) / 2 / slope) * slope
-    else:
-        intercept = math.floor(lo / slope) * slope
+    else:   # a whole number of slopes: centred in the signed range, at the bottom of the unsigned one
+        steps = round((lo + hi) / 2 / slope) if signed else math.floor(lo / slope)
+        intercept = round(steps * slope, max(0, -math.floor(math.log10(slope))))
     intercept_text, slope_text = _ds(intercept), _ds(slope)
     return Rescale(float(slope_text), float(intercept_text), outside, slope_text, intercept_text, whole, signed)
 
@@ -440,7 +442,7 @@ def derived_image(
 
     ds = Dataset()
     _copy(ds, source, ("SpecificCharacterSet",))
-    _copy(ds, source, _PATIENT_STUDY)
+    _copy(ds, source, _FROM_SOURCE)
     texts = [str(v.value) for v in ds if v.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC")]
     if _needs_unicode(description, derivation, *texts):
         ds.SpecificCharacterSet = "ISO_IR 192"
