@@ -238,9 +238,11 @@ def _check_plane(values: np.ndarray, plane: ImagePlane) -> np.ndarray:
     if not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"the plane's pixel spacing {spacing} is not positive")
     row, column = np.asarray(plane.row_direction, float), np.asarray(plane.column_direction, float)
-    if (abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(column) - 1) > 1e-3
-            or abs(float(row @ column)) > 1e-3 or not np.all(np.isfinite(plane.position))):
+    if (not np.all(np.isfinite(row)) or not np.all(np.isfinite(column)) or abs(np.linalg.norm(row) - 1) > 1e-3
+            or abs(np.linalg.norm(column) - 1) > 1e-3 or abs(float(row @ column)) > 1e-3):
         raise ValueError("the plane's row and column directions are not orthogonal unit vectors")
+    if not np.all(np.isfinite(np.asarray(plane.position, float))):
+        raise ValueError("the plane's position is not a point in the patient")
     if not np.issubdtype(values.dtype, np.number) or np.iscomplexobj(values):
         raise ValueError(f"the plane's values are {values.dtype}, not modality values")
     return values
