@@ -403,6 +403,16 @@ def test_planes_on_several_threads_at_once_over_the_one_buffer(philips):
         assert buffer == address
 
 
+def test_nearest_neighbour_takes_the_nearest_voxel(philips, philips_stack):
+    values, plane = reslicer(philips).reslice(PlaneSpec.through("coronal", mpr.volume_centre(philips) + [0, 0.1, 0]),
+                                              interpolation="nearest")
+    points = pixel_centres(plane)
+    k = np.rint(points[..., 2] - philips_stack.ipp[0][2]).astype(int)                  # slices 1 mm apart
+    i = np.rint((points[..., 1] - philips_stack.ipp[0][1]) / philips_stack.spacing[0]).astype(int)
+    j = np.rint((points[..., 0] - philips_stack.ipp[0][0]) / philips_stack.spacing[1]).astype(int)
+    np.testing.assert_array_equal(values, philips_stack.values[k, i, j])
+
+
 def test_a_plane_through_nothing_is_all_outside(philips):
     spec = PlaneSpec.through("axial", mpr.volume_centre(philips)).at(float(philips.origin[2]) - 50)
     values, _ = reslicer(philips).reslice(spec)

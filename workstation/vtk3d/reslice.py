@@ -83,12 +83,15 @@ class Reslicer:
         reslice = self._filter()
         reslice.SetResliceAxes(matrix)
         reslice.SetOutputExtent(0, plane.columns - 1, 0, plane.rows - 1, 0, 0)
-        getattr(reslice, f"SetInterpolationModeTo{interpolation.capitalize()}")()
+        {"nearest": reslice.SetInterpolationModeToNearestNeighbor, "linear": reslice.SetInterpolationModeToLinear,
+         "cubic": reslice.SetInterpolationModeToCubic}[interpolation]()
         reslice.SetSlabNumberOfSlices(count)
         if slab is not None:
             {"mip": reslice.SetSlabModeToMax, "minip": reslice.SetSlabModeToMin,
              "avg": reslice.SetSlabModeToMean}[slab.mode]()
             reslice.SetSlabTrapezoidIntegration(slab.mode == "avg")
         reslice.Update()
-        values = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars())
-        return values.reshape(plane.rows, plane.columns).copy(), plane
+        output = reslice.GetOutput()
+        values = vtk_to_numpy(output.GetPointData().GetScalars()).reshape(plane.rows, plane.columns)
+        output.GetPointData().Initialize()      # the array is the caller's now (no copy); VTK makes the next
+        return values, plane
