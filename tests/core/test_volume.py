@@ -155,6 +155,18 @@ def test_gaps_too_wide_to_interpolate_are_refused_and_the_regular_part_offered(s
     assert v.resampled and any("from gaps of 1.08-7.00 mm" in w for w in v.warnings)
 
 
+def test_the_study_folder_with_its_localizer_offers_the_axial_stack(samples):
+    """The Philips study as it was exported: the coronal localizer beside the 140 axial slices."""
+    from workstation.core.pixels.slice_reader import read_slice_header
+    from workstation.core.pixels.volume_checks import largest_consistent_part
+
+    paths = sorted((samples / "dcm_qa_ct/In/Philips/S21570").rglob("I*"))
+    part = largest_consistent_part([read_slice_header(p) for p in paths])
+    assert len(paths) == 141 and (part.label, part.total) == ("slices 1-140", 140)
+    assert part.left_out == "left out: 1 localizer(s)"
+    assert assemble_volume(paths).array.shape[0] == 140
+
+
 def test_mixed_orientations_offer_the_largest_orientation(philips, tmp_path):
     from workstation.core.pixels.slice_reader import read_slice_header
     from workstation.core.pixels.volume_checks import largest_consistent_part
