@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -76,15 +75,18 @@ def choice(runs: int) -> None:
 
 
 def worker(paths_file: str) -> None:
+    from bench_mpr import reset_peak, status
+
     from workstation.core.pixels.slice_reader import read_slice_header
     from workstation.core.pixels.volume import assemble_volume_from_headers
 
     headers = [read_slice_header(p) for p in Path(paths_file).read_text().split("\n")]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    before = status("VmRSS")
+    reset_peak()      # ru_maxrss would start at the parent's size: Linux keeps it across fork and exec
     start = time.perf_counter()
     v = assemble_volume_from_headers(headers)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+    peak = status("VmHWM") - before
     print(json.dumps({"seconds": seconds, "peak": peak, "nbytes": v.array.nbytes, "slices": v.array.shape[0],
                       "resampled": v.resampled}))
 
