@@ -34,8 +34,8 @@ def make_series(folder: Path) -> list[Path]:
     import pydicom
     from pydicom.uid import generate_uid
 
-    sources = sorted(PHILIPS.iterdir())
-    series_uid = generate_uid()
+    sources = sorted(PHILIPS.iterdir(), key=lambda p: float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
+    series_uid = generate_uid()   # in stack order, so the copies continue one another 1 mm apart
     paths = []
     for n in range(SLICES):
         ds = pydicom.dcmread(sources[n % len(sources)])

@@ -130,8 +130,54 @@ def test_search_bar_filters_and_double_click_opens(qtbot, window, samples):
     assert shown.args[0].series.SeriesNumber == 100 and len(shown.args[0]) == 1
 
 
-def test_vtk_is_not_imported_by_the_window(window):
-    assert not any(name == "vtk" or name.startswith("vtkmodules") for name in sys.modules)
+VTK_CHECK = """
+import json, os, pkgutil, sys, importlib
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+names = ["workstation.app", "workstation.cli", "workstation.ui.main_window"]
+for package in ("workstation.ui.browser", "workstation.ui.viewer", "workstation.services"):
+    names += [m.name for m in pkgutil.walk_packages(importlib.import_module(package).__path__, package + ".")]
+for name in names:
+    importlib.import_module(name)
+names += sys.argv[2:]
+for name in sys.argv[2:]:
+    importlib.import_module(name)
+from PySide6.QtWidgets import QApplication
+from workstation.app import build, shutdown
+from workstation.core.settings import Settings, save_settings
+app = QApplication([])
+save_settings(sys.argv[1], Settings(port=int(os.environ["FREE_PORT"])))
+window, services = build(sys.argv[1])
+window.show()
+for _ in range(20):
+    app.processEvents()
+shutdown(services)
+vtk = sorted(n for n in sys.modules if n == "vtk" or n.startswith(("vtk.", "vtkmodules")))
+print(json.dumps({"imported": names, "vtk": vtk}))
+"""
+
+
+def _modules_after_start_up(home, *extra):
+    """Start-up in a fresh interpreter (nothing else has loaded anything): import the composition root,
+    the command line, the browser, the 2D viewer and the services, build and show the window."""
+    import json
+    import os
+    import subprocess
+
+    from tests.peers import free_port
+
+    env = {**os.environ, "FREE_PORT": str(free_port())}
+    out = subprocess.run([sys.executable, "-c", VTK_CHECK, str(home), *extra], capture_output=True, text=True,
+                         env=env, timeout=90)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_vtk_is_not_imported_by_start_up_the_browser_or_the_2d_viewer(tmp_path):
+    found = _modules_after_start_up(tmp_path / "home")
+    assert "workstation.ui.viewer.viewport" in found["imported"] and "workstation.ui.browser.study_table" in found["imported"]
+    assert found["vtk"] == []
+    seen = _modules_after_start_up(tmp_path / "home", "workstation.vtk3d.reslice")   # the check does see VTK
+    assert "vtkmodules.vtkImagingCore" in seen["vtk"]
 
 
 def test_presets_and_back_to_the_image_window(qtbot, window, samples):

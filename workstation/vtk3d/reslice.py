@@ -1,0 +1,97 @@
+"""MPR planes cut by VTK's vtkImageReslice through the index-space image of `volume_image`.
+
+One affine does the geometry: ResliceAxes = patient_to_index @ (plane pixel -> patient), so a
+sheared volume (gantry tilt) and oblique planes are the same matrix and no voxel is resampled or
+copied beforehand. Values come back as float32 modality values with NaN outside the volume
+(beyond its outermost voxel centres; no edge value is stretched): the renderer already shows NaN
+black (FrameRenderer.of_values), and no real value can be mistaken for it, as the volume's minimum
+could (-1024 is air inside the patient too). A thick slab's samples outside the volume are left
+out of their pixel's maximum, minimum or mean; a pixel with none inside is NaN.
+
+Each thread reslices through its own vtkImageData and vtkImageReslice over the one shared buffer:
+two pipeline updates from two threads are not safe on shared VTK objects, reading one array is.
+VTK releases the GIL while it reslices, so planes on different workers run side by side.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtkmodules.vtkCommonCore import VTK_FLOAT
+from vtkmodules.vtkCommonDataModel import vtkImageData
+from vtkmodules.vtkCommonMath import vtkMatrix4x4
+from vtkmodules.vtkImagingCore import vtkImageReslice
+
+from workstation.core.dicom.geometry import ImagePlane
+from workstation.core.pixels.mpr import PlaneSpec, Slab, plane_geometry, scroll_step
+
+from .image import VolumeImage
+
+INTERPOLATIONS = ("nearest", "linear", "cubic")
+
+
+class Reslicer:
+    """Cuts planes through one volume; safe to call from several threads at once (a filter each)."""
+
+    def __init__(self, volume_image: VolumeImage) -> None:
+        self.volume_image = volume_image
+        self._local = threading.local()
+
+    def _filter(self) -> vtkImageReslice:
+        reslice = getattr(self._local, "reslice", None)
+        if reslice is None:
+            array = self.volume_image.volume.array
+            slices, rows, columns = array.shape
+            image = vtkImageData()          # this thread's own view of the shared buffer (no copy)
+            image.SetDimensions(columns, rows, slices)
+            image.SetOrigin(0.0, 0.0, 0.0)
+            image.SetSpacing(1.0, 1.0, 1.0)
+            scalars = numpy_to_vtk(array.reshape(-1), deep=False)
+            image.GetPointData().SetScalars(scalars)
+            reslice = vtkImageReslice()
+            reslice.SetInputData(image)
+            reslice.SetOutputScalarType(VTK_FLOAT)
+            reslice.SetOutputDimensionality(2)
+            reslice.SetOutputOrigin(0.0, 0.0, 0.0)   # left unset, VTK derives them from the input
+            reslice.SetOutputSpacing(1.0, 1.0, 1.0)
+            reslice.SetBackgroundLevel(float("nan"))
+            reslice.SetBorder(False)                 # outside the voxel centres is outside: no edge stretched
+            reslice.SetSlabSliceSpacingFraction(1.0)
+            self._local.reslice, self._local.keep = reslice, (image, scalars, array)
+        return reslice
+
+    def reslice(self, spec: PlaneSpec, slab: Slab | None = None,
+                interpolation: str = "linear") -> tuple[np.ndarray, ImagePlane]:
+        """The plane's modality values (float32, rows x columns, NaN outside the volume) and where its
+        pixels lie (`plane_geometry`). A slab samples `Slab.samples` planes about the volume's spacing
+        along the normal apart, centred on the plane."""
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}: use nearest, linear or cubic")
+        volume = self.volume_image.volume
+        plane = plane_geometry(volume, spec)
+        count, spacing = slab.samples(scroll_step(volume, spec)) if slab is not None else (1, 0.0)
+        to_patient = np.eye(4)
+        to_patient[:3, 0] = plane.row_direction * plane.pixel_spacing[1]
+        to_patient[:3, 1] = plane.column_direction * plane.pixel_spacing[0]
+        to_patient[:3, 2] = spec.normal * (spacing if count > 1 else 1.0)
+        to_patient[:3, 3] = plane.position
+        axes = self.volume_image.patient_to_index @ to_patient
+        matrix = vtkMatrix4x4()
+        matrix.DeepCopy(axes.reshape(-1).tolist())
+        reslice = self._filter()
+        reslice.SetResliceAxes(matrix)
+        reslice.SetOutputExtent(0, plane.columns - 1, 0, plane.rows - 1, 0, 0)
+        {"nearest": reslice.SetInterpolationModeToNearestNeighbor, "linear": reslice.SetInterpolationModeToLinear,
+         "cubic": reslice.SetInterpolationModeToCubic}[interpolation]()
+        reslice.SetSlabNumberOfSlices(count)
+        if slab is not None:
+            {"mip": reslice.SetSlabModeToMax, "minip": reslice.SetSlabModeToMin,
+             "avg": reslice.SetSlabModeToMean}[slab.mode]()
+            reslice.SetSlabTrapezoidIntegration(slab.mode == "avg")
+        reslice.Update()
+        output = reslice.GetOutput()
+        values = vtk_to_numpy(output.GetPointData().GetScalars()).reshape(plane.rows, plane.columns)
+        output.GetPointData().Initialize()      # the array is the caller's now (no copy); VTK makes the next
+        return values, plane
