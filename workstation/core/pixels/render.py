@@ -115,12 +115,15 @@ class FrameRenderer:
         self._stored_values = None
         self._rgb = self._index = self._transform = self._shuttered = None
         self._first = 0
-        self._values = np.asarray(values, dtype=np.float64)
-        outside = ~np.isfinite(self._values)
-        self._shuttered = outside if outside.any() else None   # outside the volume: black, as outside a shutter
-        self.voi_luts = []
-        finite = self._values[np.isfinite(self._values)]
+        values = np.array(values, dtype=np.float32)   # its own copy: NaNs are filled in below
+        outside = ~np.isfinite(values)
+        finite = values[~outside]
         self.value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        self._shuttered = outside if outside.any() else None   # outside the volume: black, as outside a shutter
+        if self._shuttered is not None:
+            values[outside] = self.value_range[0]              # windowed without NaN; painted black anyway
+        self._values = values
+        self.voi_luts = []
         self.file_windows = list(windows or [])
         self.default_window = self.file_windows[0] if self.file_windows else full_range_window(*self.value_range)
         return self
@@ -195,6 +198,8 @@ class FrameRenderer:
             return None
         if self._index is not None:
             return float(self._inputs[self._index[row, column]])
+        if self.source is None and self._shuttered is not None and self._shuttered[row, column]:
+            return None   # outside the volume an MPR plane has no value
         return float(self._values[row, column])
 
     def modality_values(self, mask: np.ndarray | None = None) -> np.ndarray:
@@ -204,6 +209,9 @@ class FrameRenderer:
         if self._index is not None:
             index = self._index if mask is None else self._index[mask]
             return self._inputs[index]
+        if self.source is None and self._shuttered is not None:   # an MPR plane: only samples inside the volume
+            inside = ~self._shuttered if mask is None else mask & ~self._shuttered
+            return self._values[inside].astype(np.float64)
         return self._values if mask is None else self._values[mask]
 
     def _apply_lut(self, lut: VoiLut) -> np.ndarray:

@@ -293,7 +293,7 @@ class ToolController(QObject):
             if stored is not None:
                 parts.append(f"stored {stored}")
             unit = f" {r.unit}" if r.unit else ""
-            parts.append(f"value {value:.6g}{unit}")
+            parts.append(f"value {value:.6g}{unit}" if value is not None else "outside the volume")
         point = t.to_patient(pos.x(), pos.y())
         if point is not None:
             parts.append("LPS {:.1f} {:.1f} {:.1f} mm".format(*point))
