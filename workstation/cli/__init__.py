@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 from workstation import __version__
-from workstation.cli import key_verbs, net_verbs
+from workstation.cli import key_verbs, mpr_verb, net_verbs
 from workstation.cli.output import EXIT_USAGE, CommandError, error
 
-VERBS = ("import", "list", "render", "verify", "evict", "pin", "delete", "keys", *net_verbs.VERBS)
+VERBS = ("import", "list", "render", "mpr", "verify", "evict", "pin", "delete", "keys", *net_verbs.VERBS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_uid", metavar="STUDY_UID")
 
     key_verbs.add_parser(sub)
+    mpr_verb.add_parser(sub)
 
     net_verbs.add_parsers(sub, _add_filters)
     return parser

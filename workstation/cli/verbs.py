@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
         "pin": pin,
         "delete": delete,
         "keys": keys,
+        "mpr": mpr,
     }[args.verb]
     return handler(args)
 
@@ -215,3 +216,9 @@ def keys(args) -> int:
     from workstation.cli import key_verbs
 
     return key_verbs.run(args)
+
+
+def mpr(args) -> int:
+    from workstation.cli import mpr_verb
+
+    return mpr_verb.run(args)

@@ -86,6 +86,10 @@ class Reslicer:
         {"nearest": reslice.SetInterpolationModeToNearestNeighbor, "linear": reslice.SetInterpolationModeToLinear,
          "cubic": reslice.SetInterpolationModeToCubic}[interpolation]()
         reslice.SetSlabNumberOfSlices(count)
+        # VTK's optimised path for axis-aligned axes takes a slab's samples elsewhere than the axes say
+        # when the plane is off the voxel grid (a coronal MIP off a voxel centre was 240 HU from the
+        # maximum of the same planes); the general path samples where they say, at 30-40 ms a slab.
+        reslice.SetOptimization(count == 1)
         if slab is not None:
             {"mip": reslice.SetSlabModeToMax, "minip": reslice.SetSlabModeToMin,
              "avg": reslice.SetSlabModeToMean}[slab.mode]()
