@@ -34,7 +34,7 @@ PLANE_AXES = ("row", "column")
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
-def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:
+def rotation_matrix(axis: np.ndarray, degrees: float) -> np.ndarray:
     """Right-handed rotation about a unit axis (Rodrigues)."""
     x, y, z = axis / np.linalg.norm(axis)
     a = math.radians(degrees)
@@ -105,7 +105,7 @@ class PlaneSpec:
         else:
             raise ValueError(f"unknown oblique axis {axis!r}: use x, y, z (the patient's axes) or row, column "
                              "(the plane's own)")
-        turned = _rotation(vector, float(degrees)) @ self._matrix
+        turned = rotation_matrix(vector, float(degrees)) @ self._matrix
         return PlaneSpec(self.orientation, self.point, tuple(float(v) for v in turned.reshape(-1)))
 
     def moved(self, mm: float) -> PlaneSpec:
