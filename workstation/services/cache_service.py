@@ -100,6 +100,35 @@ class CacheService(QObject):
 
         return self.runner.submit("key image", work)
 
+    def volume(self, series_uid: str, part: bool = False) -> Job:
+        """A cached series as a volume for MPR: (Volume, the series' own windows). `part`: the largest
+        consistent part of a series that is not a volume as a whole. Fails in words (VolumeError)."""
+        def work(progress, cancel):
+            from workstation.core.pixels.volume import assemble_volume_from_headers
+            from workstation.core.pixels.volume_checks import largest_consistent_part
+
+            headers = self.cache.volume_slices(series_uid)
+            if part:
+                found = largest_consistent_part(headers)
+                if found is None:
+                    raise LookupError("no part of this series makes a volume")
+                headers = list(found.headers)
+            volume = assemble_volume_from_headers(headers, progress, cancel)
+            windows = ImageSource.open(headers[0].path).windows() if headers else []
+            return volume, windows
+
+        return self.runner.submit("volume", work)
+
+    def volume_part(self, series_uid: str) -> Job:
+        """What `volume(part=True)` would take, in words ("slices 12-140"), or "" when nothing would do."""
+        def work(progress, cancel):
+            from workstation.core.pixels.volume_checks import largest_consistent_part
+
+            found = largest_consistent_part(self.cache.volume_slices(series_uid))
+            return found.label if found is not None else ""
+
+        return self.runner.submit("volume part", work)
+
     def frame_thumbnail(self, path: str, frame: int, size: int = 96) -> Job:
         """One frame of a file as a small uint8 array (for a display set's thumbnail)."""
         return self.runner.submit("thumbnail",

@@ -10,12 +10,15 @@ out of their pixel's maximum, minimum or mean; a pixel with none inside is NaN.
 
 Each thread reslices through its own vtkImageData and vtkImageReslice over the one shared buffer:
 two pipeline updates from two threads are not safe on shared VTK objects, reading one array is.
-VTK releases the GIL while it reslices, so planes on different workers run side by side.
+VTK releases the GIL while it reslices, and on threads Python did not start (Qt's thread pools)
+that release loses the thread's state and aborts the process (seen in the viewer): a call from
+such a thread is handed to a Python thread of the reslicer's own.
 """
 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
@@ -38,6 +41,8 @@ class Reslicer:
     def __init__(self, volume_image: VolumeImage) -> None:
         self.volume_image = volume_image
         self._local = threading.local()
+        self._python_thread: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def _filter(self) -> vtkImageReslice:
         reslice = getattr(self._local, "reslice", None)
@@ -67,6 +72,19 @@ class Reslicer:
         """The plane's modality values (float32, rows x columns, NaN outside the volume) and where its
         pixels lie (`plane_geometry`). A slab samples `Slab.samples` planes about the volume's spacing
         along the normal apart, centred on the plane."""
+        if isinstance(threading.current_thread(), threading._DummyThread):   # a thread Python did not start
+            with self._lock:
+                if self._python_thread is None:
+                    self._python_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reslice")
+            return self._python_thread.submit(self._reslice, spec, slab, interpolation).result()
+        return self._reslice(spec, slab, interpolation)
+
+    def close(self) -> None:
+        """Let the reslicer's own thread go (if calls from foreign threads started one)."""
+        if self._python_thread is not None:
+            self._python_thread.shutdown(wait=True)
+
+    def _reslice(self, spec: PlaneSpec, slab: Slab | None, interpolation: str) -> tuple[np.ndarray, ImagePlane]:
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {interpolation!r}: use nearest, linear or cubic")
         volume = self.volume_image.volume

@@ -30,6 +30,7 @@ TOOLS = (
     ("arrow", "Arrow", "O"),
     ("text", "Text", "T"),
     ("magnifier", "Magnifying glass", "G"),
+    ("crosshair", "Crosshair (3D cursor; in MPR Ctrl+drag turns the other planes)", "X"),
 )
 
 BINDINGS: tuple[Binding, ...] = (
@@ -67,6 +68,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("layout.1x2", "Layout 1 x 2", ("Alt+2",), "Layout"),
     Binding("layout.2x1", "Layout 2 x 1", ("Alt+3",), "Layout"),
     Binding("layout.2x2", "Layout 2 x 2", ("Alt+4",), "Layout"),
+    Binding("mpr.toggle", "MPR of the series (axial, coronal, sagittal, 3D), and back", ("Ctrl+M",), "Layout"),
     Binding("link.scroll", "Linked scrolling on or off", ("Ctrl+L",), "Layout"),
     Binding("link.reference_lines", "Reference lines on or off", ("Ctrl+Shift+L",), "Layout"),
     Binding("key.toggle", "Mark or unmark a key image", ("K",), "Key images"),

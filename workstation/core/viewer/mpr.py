@@ -138,11 +138,13 @@ class MprSession(ReadingSession):
         self._follow()
 
     def rotate(self, viewport, degrees: float) -> None:
-        """Turn the two other planes about this plane's normal through the crosshair point."""
+        """Turn the two other planes about this plane's viewing axis (its row x column: into the
+        screen when the view is not mirrored, so positive degrees look clockwise) through the point."""
         orientation = self.orientation_of(viewport)
         if orientation is None:
             return
-        axis = self.spec(orientation).normal
+        spec = self.spec(orientation)
+        axis = np.cross(spec.row_direction, spec.column_direction)
         turn = rotation_matrix(axis, degrees)
         for other in ORIENTATIONS:
             if other != orientation:

@@ -16,9 +16,9 @@ ICONS = {
     "view.flip_horizontal": "flip_horizontal", "view.flip_vertical": "flip_vertical", "view.reset": "reset",
     "view.fit": "fit", "view.actual": "actual", "cine.toggle": "play", "link.scroll": "link",
     "link.reference_lines": "reference_lines", "key.toggle": "key", "key.filter": "key_filter",
-    "export.viewport": "export", "help": "help", "view.zoom_in": "zoom",
+    "export.viewport": "export", "help": "help", "view.zoom_in": "zoom", "mpr.toggle": "mpr",
 }
-CHECKABLE = {"link.scroll", "link.reference_lines", "key.filter", "view.interpolate", "cine.toggle"}
+CHECKABLE = {"link.scroll", "link.reference_lines", "key.filter", "view.interpolate", "cine.toggle", "mpr.toggle"}
 
 
 def icon(name: str) -> QIcon:
@@ -66,7 +66,7 @@ TOOL_IDS = tuple(f"tool.{tool}" for tool, _, _ in TOOLS)
 def run(viewer, action: str) -> None:
     """What each non-tool action does to the active viewport or the session."""
     model = viewer.active_model
-    session = viewer.session
+    session = viewer.current_session
     simple = {
         "frame.next": lambda: model.scroll(1), "frame.previous": lambda: model.scroll(-1),
         "frame.forward": lambda: model.scroll(10), "frame.back": lambda: model.scroll(-10),
@@ -83,6 +83,7 @@ def run(viewer, action: str) -> None:
         "window.auto": viewer.auto_window,
         "layout.maximise": lambda: session.layout.toggle_maximised(),
         "layout.next": lambda: session.layout.activate((session.layout.active + 1) % len(session.layout.viewports)),
+        "mpr.toggle": viewer.toggle_mpr,
         "layout.1x1": lambda: viewer.set_grid(1, 1), "layout.1x2": lambda: viewer.set_grid(1, 2),
         "layout.2x1": lambda: viewer.set_grid(2, 1), "layout.2x2": lambda: viewer.set_grid(2, 2),
         "link.scroll": lambda: session.set_links(scroll=not session.links.scroll),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QIcon, QPixmap
-from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QMenu, QWidget
 
 from workstation.core.dicom.text import format_date
 from workstation.core.model.display_set import DisplaySet
@@ -31,6 +31,7 @@ def study_heading(study: Study | None, prior: bool) -> str:
 
 class SeriesStripWidget(QListWidget):
     display_set_activated = Signal(str, str)   # StudyInstanceUID, display set key
+    mpr_requested = Signal(str, str)           # StudyInstanceUID, display set key: "Open MPR" from its menu
     study_requested = Signal(object)           # a Study of the patient (a prior) to open beside
 
     def __init__(self, cache: CacheService, parent: QWidget | None = None) -> None:
@@ -50,6 +51,8 @@ class SeriesStripWidget(QListWidget):
         self.setStyleSheet("QListWidget { background: #141414; color: #dddddd; border: none; }"
                            "QListWidget::item:selected { background: #3a3a3a; }")
         self.itemDoubleClicked.connect(self._on_double_clicked)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
 
     def show_session(self, session, others: list[Study] | None = None) -> None:
         """List the session's studies and display sets, and the patient's other studies."""
@@ -128,6 +131,17 @@ class SeriesStripWidget(QListWidget):
             self.display_set_activated.emit(item.data(STUDY_ROLE), item.data(KEY_ROLE))
         elif kind == "study":
             self.study_requested.emit(item.data(KEY_ROLE))
+
+    def _menu(self, pos) -> None:
+        item = self.itemAt(pos)
+        if item is None or item.data(KIND_ROLE) != "display_set":
+            return
+        menu = QMenu(self)
+        menu.addAction("Show in the active viewport",
+                       lambda: self.display_set_activated.emit(item.data(STUDY_ROLE), item.data(KEY_ROLE)))
+        menu.addAction("Open MPR (axial, coronal, sagittal, 3D)",
+                       lambda: self.mpr_requested.emit(item.data(STUDY_ROLE), item.data(KEY_ROLE)))
+        menu.exec(self.viewport().mapToGlobal(pos))
 
     def mimeData(self, items) -> QMimeData:
         mime = QMimeData()

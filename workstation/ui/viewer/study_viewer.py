@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QMessageBox,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -86,9 +88,12 @@ class StudyViewerWidget(QWidget):
         self.toolbar = build_toolbar(self)
         self.probe_label = QLabel()
         self.probe_label.setObjectName("probe_label")
+        self.pages = QStackedWidget()          # the viewport grid, or the MPR layout
+        self.pages.addWidget(self.grid)
+        self.mpr = None
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.strip)
-        split.addWidget(self.grid)
+        split.addWidget(self.pages)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setSizes([190, 1000])
@@ -107,6 +112,7 @@ class StudyViewerWidget(QWidget):
         self.kept.status_changed.connect(self.status_changed)
         self.strip.display_set_activated.connect(lambda study, key: self.show_in(None, study, key))
         self.strip.study_requested.connect(self.prior_requested)
+        self.strip.mpr_requested.connect(lambda study, key: self.open_mpr(self.session.find(study, key)))
         self.grid.display_set_dropped.connect(lambda cell, study, key: self.show_in(cell, study, key))
         self.session.layout.changed.connect(self._on_layout)
         self.session.changed.connect(self._on_session)
@@ -116,13 +122,91 @@ class StudyViewerWidget(QWidget):
     # --- what is open -------------------------------------------------------------------------
 
     @property
+    def showing_mpr(self) -> bool:
+        return self.mpr is not None and self.pages.currentWidget() is self.mpr
+
+    @property
     def viewport(self):
-        """The active viewport widget."""
-        return self.grid.active
+        """The active viewport widget (an MPR plane while MPR shows)."""
+        return self.mpr.active if self.showing_mpr else self.grid.active
 
     @property
     def active_model(self):
-        return self.session.layout.current
+        return self.mpr.active_model if self.showing_mpr else self.session.layout.current
+
+    @property
+    def current_session(self):
+        """The session the keys act on: MPR's while it shows, else the tab's."""
+        return self.mpr.session if self.showing_mpr else self.session
+
+    # --- MPR --------------------------------------------------------------------------------------
+
+    def toggle_mpr(self) -> None:
+        if self.showing_mpr:
+            self.show_grid()
+        else:
+            self.open_mpr(self.session.layout.current.display_set)
+
+    def show_grid(self) -> None:
+        self.pages.setCurrentWidget(self.grid)
+        self.sync_actions()
+
+    def open_mpr(self, display_set: DisplaySet | None, part: bool = False) -> None:
+        """Axial, coronal, sagittal and 3D of a display set's series, once it is assembled as a volume
+        (on a worker); a series that is not one says why, and offers the part that is."""
+        if display_set is None:
+            self.status_changed.emit("Show a series first: MPR is made of the series in the active viewport.")
+            return
+        if self.mpr is not None and self.mpr.session.series.SeriesInstanceUID == display_set.SeriesInstanceUID \
+                and not part:
+            self.pages.setCurrentWidget(self.mpr)
+            return
+        if not display_set.orientation or len(display_set) < 3:
+            self.status_changed.emit(f"{display_set.description} is not a stack of slices: MPR needs a volume.")
+            return
+        self.status_changed.emit(f"Opening MPR of {display_set.description}…")
+        job = self.cache.volume(display_set.SeriesInstanceUID, part=part)
+        job.succeeded.connect(lambda found, ds=display_set: self._show_mpr(ds, *found))
+        job.failed.connect(lambda message, ds=display_set: self._mpr_failed(ds, message, part))
+        self._volume_job = job
+
+    def _show_mpr(self, display_set: DisplaySet, volume, windows) -> None:
+        from workstation.ui.mpr.mpr_widget import MprWidget  # VTK is loaded now, not at start-up
+
+        if self.mpr is not None:
+            self.pages.removeWidget(self.mpr)
+            self.mpr.shutdown()
+            self.mpr.deleteLater()
+        self.mpr = MprWidget(volume, display_set.series, display_set.study, windows,
+                             display_set.FrameOfReferenceUID, self.tools, self.cache, self)
+        self.mpr.closed.connect(self.show_grid)
+        self.mpr.status_changed.connect(self.status_changed)
+        self.pages.addWidget(self.mpr)
+        self.pages.setCurrentWidget(self.mpr)
+        self.mpr.active.setFocus()
+        self.status_changed.emit("MPR: click or drag with the crosshair (X) to move it, Ctrl+drag to turn the "
+                                 "planes; the other tools work as in 2D." + (
+                                     f" {' '.join(volume.warnings)}" if volume.warnings else ""))
+        self.sync_actions()
+
+    def _mpr_failed(self, display_set: DisplaySet, message: str, part: bool) -> None:
+        if part:
+            self.status_changed.emit(f"No MPR: {message}")
+            return
+        job = self.cache.volume_part(display_set.SeriesInstanceUID)
+
+        def offer(label: str) -> None:
+            if not label:
+                self.status_changed.emit(f"No MPR of {display_set.description}: {message}")
+                return
+            answer = QMessageBox.question(self, "MPR", f"{display_set.description} is not one volume:\n{message}"
+                                          f"\n\nOpen MPR of {label} instead?")
+            if answer == QMessageBox.StandardButton.Yes:
+                self.open_mpr(display_set, part=True)
+
+        job.succeeded.connect(offer)
+        job.failed.connect(lambda m: self.status_changed.emit(f"No MPR of {display_set.description}: {message}"))
+        self._volume_job = job
 
     @property
     def study_uid(self) -> str:
@@ -146,6 +230,10 @@ class StudyViewerWidget(QWidget):
         self.arrangement = arrangement
         arranging.apply(self.session, arrangement)
         self._touched = False
+        for viewport, options in zip(self.session.layout.viewports, arrangement.options, strict=False):
+            if options and options.get("mpr") and viewport.display_set is not None:
+                self.open_mpr(viewport.display_set)   # a protocol may open a series straight in MPR
+                break
         if arrangement.needs_prior:
             wanted = next((s for s in self.others if s.StudyInstanceUID == arrangement.needs_prior), None)
             if wanted is not None:
@@ -234,6 +322,7 @@ class StudyViewerWidget(QWidget):
 
     def set_grid(self, rows: int, columns: int) -> None:
         self._touched = True
+        self.show_grid()
         layout = self.session.layout
         layout.maximised = None
         layout.set_grid(rows, columns)
@@ -374,6 +463,7 @@ class StudyViewerWidget(QWidget):
         a["key.filter"].setChecked(model.key_filter is not None)
         a["view.interpolate"].setChecked(model.view.interpolate)
         a["cine.toggle"].setChecked(model.cine.playing)
+        a["mpr.toggle"].setChecked(self.showing_mpr)
         if abs(self.fps_box.value() - model.cine.fps) > 1e-6:
             self.fps_box.blockSignals(True)
             self.fps_box.setValue(model.cine.fps)

@@ -107,5 +107,6 @@ def build_toolbar(self) -> QToolBar:
                                                             for x in s.actions()])
     mouse.setMenu(menu)
     bar.addWidget(mouse)
+    bar.addAction(a["mpr.toggle"])
     bar.addAction(a["help"])
     return bar

@@ -9,8 +9,10 @@ default); Shift+click sets the 3D cursor. The geometry (hits, measurements) is t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter
 from PySide6.QtWidgets import QInputDialog
@@ -129,6 +131,14 @@ class ToolController(QObject):
         if action in DRAWING_TOOLS:
             self._start_drawing(widget, action, image_point)
             return
+        if action == "crosshair":
+            rotating = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier) and hasattr(widget.session, "rotate")
+            if not rotating:
+                point = t.to_patient(pos.x(), pos.y())
+                if point is not None:
+                    widget.session.set_cursor(model, point)
+            self._drag = _Drag(widget, "rotate" if rotating else "crosshair", pos, None, model.view, model.index)
+            return
         if action == "magnifier":
             self._magnifier = (widget, pos)
         elif action == "probe":
@@ -167,6 +177,12 @@ class ToolController(QObject):
             model.set_view(drag.view.zoomed(1.01 ** (-delta.y())))
         elif drag.action == "scroll":
             model.set_index(drag.index + int(delta.y() / 4))
+        elif drag.action == "crosshair":
+            point = t.to_patient(pos.x(), pos.y()) if t is not None else None
+            if point is not None:
+                widget.session.set_cursor(model, point)
+        elif drag.action == "rotate":
+            self._rotate(widget, t, drag, pos)
         elif drag.action == "magnifier":
             self._magnifier = (widget, pos)
             widget.update()
@@ -188,6 +204,22 @@ class ToolController(QObject):
             self._magnifier = None
             self._probe = None
             widget.update()
+
+    def _rotate(self, widget, t, drag: _Drag, pos: QPointF) -> None:
+        """Ctrl+drag with the crosshair in MPR: the angle swept about the crosshair turns the other planes."""
+        centre = widget.session.cursor_in(widget.model)
+        if t is None or centre is None:
+            return
+        cx, cy = t.to_widget(*centre)
+        before = math.atan2(drag.start.y() - cy, drag.start.x() - cx)
+        after = math.atan2(pos.y() - cy, pos.x() - cx)
+        degrees = math.degrees(after - before)
+        if abs(degrees) >= 0.5:
+            # y grows downwards on screen, so a growing angle is a clockwise sweep; a mirrored view
+            # (one flip) shows the plane from behind, where that is a turn the other way
+            mirrored = float(np.linalg.det(t.matrix[:, :2])) < 0
+            widget.session.rotate(widget.model, -degrees if mirrored else degrees)
+            drag.start = pos
 
     # --- drawing ------------------------------------------------------------------------------
 
