@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -145,20 +146,17 @@ class MprWidget(QWidget):
         self.session.set_slab(Slab(mode, thickness) if mode and thickness > 0 else None)
 
     def _view3d(self) -> QWidget:
+        if QGuiApplication.platformName() == "offscreen":   # no native window for VTK to draw in
+            return _note("The 3D view needs a display (Qt's offscreen platform has none).")
         try:
             from workstation.ui.mpr.view3d import View3DWidget
         except ImportError:
-            label = QLabel("3D view")
-            label.setStyleSheet("color: #777; background: black;")
-            return label
+            return _note("3D view")
         try:
-            return View3DWidget(self.volume_image, self)
+            return View3DWidget(self.volume_image, self, modality=self.session.series.Modality)
         except Exception as exc:   # no OpenGL here: MPR works without its 3D quarter
             log.exception("the 3D view could not start")
-            label = QLabel(f"The 3D view could not start: {exc}")
-            label.setWordWrap(True)
-            label.setStyleSheet("color: #ffb478; background: black;")
-            return label
+            return _note(f"The 3D view could not start: {exc}")
 
     # --- saving -----------------------------------------------------------------------------------
 
@@ -207,3 +205,11 @@ class MprWidget(QWidget):
     def shutdown(self) -> None:
         self.frames.shutdown()
         self.reslicer.close()
+
+
+def _note(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setStyleSheet("color: #aaaaaa; background: black;")
+    return label
