@@ -111,3 +111,13 @@ def test_a_series_that_is_no_volume_says_why(qtbot, window, samples):
     window.viewer.toggle_mpr()
     assert not window.viewer.showing_mpr
     assert "not a stack of slices" in window.status_label.text()
+
+
+def test_the_crosshair_drives_the_2d_viewports_3d_cursor(qtbot, window, samples):
+    viewer, mpr = open_mpr(qtbot, window, samples)
+    target = mpr.session.point + np.array([0.0, 0.0, 20.0])
+    mpr.session.set_cursor(mpr.session.viewport_of("coronal"), target)
+    assert viewer.session.cursor is not None and np.allclose(viewer.session.cursor.point, target)
+    qtbot.keyClick(mpr.active, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)       # back to 2D
+    stack = viewer.viewport.model
+    assert abs(stack.current.plane.position[2] - target[2]) <= 0.5 and viewer.session.cursor_in(stack) is not None

@@ -157,7 +157,11 @@ class FrameService(QObject):
 
     def prefetch(self, refs: list[FrameRef], viewport_id: int | None = None) -> None:
         """Decode frames in the background so scrolling finds them ready; with a viewport id, a newer
-        prefetch of that viewport drops what is left of this one."""
+        prefetch of that viewport drops what is left of this one. Frames a function makes (MPR planes)
+        are made when asked for only: a plane is cut in milliseconds, and a plane's every position
+        would cost more memory than the volume."""
+        if self.cache.make is not None:
+            return
         with self._lock:
             self._generation += 1
             generation = self._generation

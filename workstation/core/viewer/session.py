@@ -190,7 +190,11 @@ class ReadingSession:
 
     def set_cursor(self, source: ViewportModel, point: np.ndarray) -> None:
         """Shift-click: a patient point; every other viewport that can show it goes to its nearest frame."""
-        fa = _frame_of_reference(source)
+        self.move_cursor(point, _frame_of_reference(source), source)
+
+    def move_cursor(self, point: np.ndarray, frame_of_reference: str, source: ViewportModel | None = None) -> None:
+        """The 3D cursor at a patient point of a frame of reference (from a viewport, or MPR's crosshair)."""
+        fa = frame_of_reference
         self.cursor = Cursor(tuple(float(v) for v in point), fa)
         self._syncing = True
         try:

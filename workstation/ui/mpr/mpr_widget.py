@@ -49,7 +49,8 @@ class MprWidget(QWidget):
         self.unit = "HU" if series.Modality == "CT" else ""
         self.cache = cache
         self.tools = tools
-        self.frames = FrameService(threads=2, make=self._make, budget=256 << 20)
+        # a few planes per view kept: MPR adds at most a tenth of the volume's size (issue 9)
+        self.frames = FrameService(threads=2, make=self._make, budget=max(8 << 20, volume.array.nbytes // 20))
         self.cells: dict[str, ViewportWidget] = {}
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)

@@ -180,6 +180,9 @@ class StudyViewerWidget(QWidget):
         self.mpr = MprWidget(volume, display_set.series, display_set.study, windows,
                              display_set.FrameOfReferenceUID, self.tools, self.cache, self)
         self.mpr.closed.connect(self.show_grid)
+        mpr_session = self.mpr.session
+        mpr_session.changed.connect(lambda aspects, m=mpr_session: "cursor" in aspects and self.session.move_cursor(
+            m.point, m.frame_of_reference))   # the crosshair is the 2D viewports' 3D cursor too
         self.mpr.status_changed.connect(self.status_changed)
         self.pages.addWidget(self.mpr)
         self.pages.setCurrentWidget(self.mpr)
