@@ -11,7 +11,7 @@ PACKAGES=(
   orthanc dcmtk dicom3tools libgdcm-tools xvfb xauth imagemagick
   libxcb-icccm4 libxcb-cursor0 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xkb1
   libxkbcommon-x11-0 libxkbcommon0 libxcb-shape0 libxcb-randr0 libxcb-xinerama0 libxcb-xfixes0
-  libegl1 libgl1 libglx-mesa0 libfontconfig1 libdbus-1-3 libxrender1 fonts-dejavu-core
+  libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libglx-mesa0 libfontconfig1 libdbus-1-3 libxrender1 fonts-dejavu-core
   python3-venv
 )
 
