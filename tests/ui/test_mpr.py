@@ -124,3 +124,66 @@ def test_the_crosshair_drives_the_2d_viewports_3d_cursor(qtbot, window, samples)
     # the slice is painted a moment later; the cursor is drawn in it once it is shown
     qtbot.waitUntil(lambda: stack.shown is not None and stack.shown == stack.current, timeout=10000)
     assert viewer.session.cursor_in(stack) is not None
+
+
+def frame_array(view) -> np.ndarray:
+    image = view.frame
+    return np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())[
+        :, :image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def differ(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean difference of two frames over their common top-left part (the quarter may have been resized)."""
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    return float(np.abs(a[:h, :w].astype(int) - b[:h, :w].astype(int)).mean())
+
+
+def test_the_3d_quarter_renders_turns_with_the_mouse_and_clips(qtbot, window, samples):
+    viewer, mpr = open_mpr(qtbot, window, samples)
+    view = mpr.view3d
+    qtbot.waitUntil(lambda: view.final, timeout=60000)
+    first, _ = view.rendered[0]
+    assert not first.shade and first.fast and view.frame_state.shade     # a quick preview, then the shaded frame
+    assert view.preset.name == "CT soft tissue"
+    assert view.camera.orientation_labels() == {"left": "R", "right": "L", "top": "H", "bottom": "F"}
+    front = frame_array(view)
+    assert front.shape[:2] == (view.canvas.height(), view.canvas.width()) and front.max() > 100
+    # a drag to the right turns the volume: seen from the patient's right, anterior on the right
+    canvas = view.canvas
+    start = canvas.rect().center()
+    qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=start)
+    for dx in range(10, 181, 10):
+        qtbot.mouseMove(canvas, start + QPoint(dx, 0))
+    qtbot.waitUntil(lambda: view.frame_state is not None and view.frame_state.fast, timeout=20000)
+    qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=start + QPoint(180, 0))
+    qtbot.waitUntil(lambda: view.final, timeout=30000)
+    assert view.camera.orientation_labels()["right"] == "A" and view.camera.orientation_labels()["left"] == "P"
+    side = frame_array(view)
+    assert differ(side, front) > 5
+    # another preset, then the 3D MIP in the planes' window (grey)
+    view.set_preset("CT bone")
+    qtbot.waitUntil(lambda: view.final and view.frame_state.preset.name == "CT bone", timeout=30000)
+    view.set_mip(True)
+    qtbot.waitUntil(lambda: view.final and view.frame_state.mip, timeout=30000)
+    mip = frame_array(view).astype(int)
+    assert np.array_equal(mip[..., 0], mip[..., 1]) and mip.max() > 100
+    # the clipping box: the upper half of the slider range of the first axis cut away
+    view.clip_box.setChecked(True)
+    view.sliders[0][1].setValue(50)
+    qtbot.waitUntil(lambda: view.final and view.frame_state.clip.high[0] == 0.5, timeout=30000)
+    assert differ(frame_array(view), mip) > 1
+    # Backspace: from the front again; a double click: the 3D view alone
+    qtbot.keyClick(canvas, Qt.Key.Key_Backspace)
+    assert view.camera.orientation_labels()["left"] == "R"
+    qtbot.mouseDClick(canvas, Qt.MouseButton.LeftButton, pos=start)
+    assert all(not c.isVisible() for c in mpr.cells.values()) and view.isVisible()
+
+
+def test_closing_the_tab_stops_mprs_workers_and_the_3d_renderer(qtbot, window, samples):
+    import threading
+
+    viewer, mpr = open_mpr(qtbot, window, samples)
+    qtbot.waitUntil(lambda: mpr.view3d.thread is not None, timeout=20000)
+    assert any(t.name == "volume-render" for t in threading.enumerate())
+    window.close_tab(window.tabs.indexOf(viewer))
+    assert mpr.view3d.thread is None and not any(t.name == "volume-render" for t in threading.enumerate())

@@ -419,6 +419,7 @@ class MainWindow(QMainWindow):
             self.import_job.cancel()
         for viewer in self.viewers:
             viewer.flush()
+            viewer.close_watches()
         super().closeEvent(event)
 
 

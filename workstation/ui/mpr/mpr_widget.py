@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,6 +25,7 @@ from workstation.core.pixels.mpr import Slab
 from workstation.core.pixels.render import FrameRenderer
 from workstation.core.viewer.mpr import MprSession
 from workstation.services.frame_service import FrameService
+from workstation.ui.mpr.view3d import View3DWidget
 from workstation.ui.viewer.viewport import ViewportWidget
 from workstation.vtk3d.image import volume_image
 from workstation.vtk3d.reslice import Reslicer
@@ -63,8 +63,12 @@ class MprWidget(QWidget):
             grid.addWidget(cell, row, column)
         self.view3d = self._view3d()
         grid.addWidget(self.view3d, 1, 1)
+        for i in range(2):   # four equal quarters, whatever each widget would like
+            grid.setRowStretch(i, 1)
+            grid.setColumnStretch(i, 1)
         self.grid = grid
         self._maximised: str | None = None
+        self._shut = False
 
         self.slab_box = QComboBox()
         self.slab_box.addItems([name for name, _ in SLABS])
@@ -128,10 +132,11 @@ class MprWidget(QWidget):
         self.session.layout.activate(self.session.layout.index_of(self.session.viewport_of(orientation)))
 
     def _maximise(self, orientation: str) -> None:
+        """One plane, or the 3D view ('3d'), alone; again: the 2x2 back."""
         self._maximised = None if self._maximised == orientation else orientation
         for name, cell in self.cells.items():
             cell.setVisible(self._maximised in (None, name))
-        self.view3d.setVisible(self._maximised is None)
+        self.view3d.setVisible(self._maximised in (None, "3d"))
 
     def _mark_active(self) -> None:
         for cell in self.cells.values():
@@ -147,17 +152,30 @@ class MprWidget(QWidget):
         self.session.set_slab(Slab(mode, thickness) if mode and thickness > 0 else None)
 
     def _view3d(self) -> QWidget:
-        if QGuiApplication.platformName() == "offscreen":   # no native window for VTK to draw in
-            return _note("The 3D view needs a display (Qt's offscreen platform has none).")
+        """The 3D quarter (rendered offscreen, so Qt's offscreen platform has it too); it starts
+        rendering once the planes are shown, so the two do not share the processor while MPR opens."""
         try:
-            from workstation.ui.mpr.view3d import View3DWidget
-        except ImportError:
-            return _note("3D view")
-        try:
-            return View3DWidget(self.volume_image, self, modality=self.session.series.Modality)
-        except Exception as exc:   # no OpenGL here: MPR works without its 3D quarter
+            view = View3DWidget(self.volume_image, self, modality=self.session.series.Modality,
+                                mip_window=self._mip_window)
+        except Exception as exc:   # noqa: BLE001 - MPR works without its 3D quarter
             log.exception("the 3D view could not start")
             return _note(f"The 3D view could not start: {exc}")
+        view.maximise_requested.connect(lambda: self._maximise("3d"))
+        self._start_3d = QTimer(self)
+        self._start_3d.setInterval(50)
+        self._start_3d.timeout.connect(self._maybe_start_3d)
+        self._start_3d.start()
+        return view
+
+    def _maybe_start_3d(self) -> None:
+        if self.isVisible() and all(c.model.renderer is not None for c in self.cells.values()):
+            self._start_3d.stop()
+            self.view3d.start()
+
+    def _mip_window(self):
+        """The 3D MIP's window: the active plane's."""
+        window = self.active_model.shown_window() if self.active_model is not None else None
+        return (window.center, window.width) if window is not None else None
 
     # --- saving -----------------------------------------------------------------------------------
 
@@ -204,6 +222,13 @@ class MprWidget(QWidget):
         self._save_job = job
 
     def shutdown(self) -> None:
+        """Stop the planes' workers and the 3D renderer (waiting for a frame being rendered); again: nothing."""
+        if self._shut:
+            return
+        self._shut = True
+        if isinstance(self.view3d, View3DWidget):
+            self._start_3d.stop()
+            self.view3d.close_renderer()
         self.frames.shutdown()
         self.reslicer.close()
 

@@ -369,9 +369,12 @@ class StudyViewerWidget(QWidget):
             self.display_set_grown.emit(after)
 
     def close_watches(self) -> None:
+        """The tab is closing: stop following the cache, and stop MPR's workers and 3D renderer."""
         for watch in self._watches.values():
             watch.close()
         self._watches.clear()
+        if self.mpr is not None:
+            self.mpr.shutdown()
 
     # --- following the models -----------------------------------------------------------------
 
