@@ -9,6 +9,8 @@ import pydicom
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
+from workstation.core.pixels.voi import Window
+
 pytestmark = pytest.mark.timeout(180)
 
 AXIAL = "dcm_qa_ct/In/Philips/S21570/S2020"
@@ -167,6 +169,12 @@ def test_the_3d_quarter_renders_turns_with_the_mouse_and_clips(qtbot, window, sa
     qtbot.waitUntil(lambda: view.final and view.frame_state.mip, timeout=30000)
     mip = frame_array(view).astype(int)
     assert np.array_equal(mip[..., 0], mip[..., 1]) and mip.max() > 100
+    # the MIP is in the active plane's window, and follows it
+    active = mpr.active_model
+    assert view.frame_state.preset.color[0][0] == pytest.approx(active.shown_window().center - active.shown_window().width / 2)
+    active.set_window(Window(1000.0, 3000.0))
+    qtbot.waitUntil(lambda: view.final and view.frame_state.preset.color[-1][0] == pytest.approx(2500.0), timeout=30000)
+    mip = frame_array(view).astype(int)
     # the clipping box: the upper half of the slider range of the first axis cut away
     view.clip_box.setChecked(True)
     view.sliders[0][1].setValue(50)

@@ -161,6 +161,8 @@ class MprWidget(QWidget):
             log.exception("the 3D view could not start")
             return _note(f"The 3D view could not start: {exc}")
         view.maximise_requested.connect(lambda: self._maximise("3d"))
+        for cell in self.cells.values():   # the 3D MIP follows the active plane's window
+            cell.window_changed.connect(lambda c, w, cell=cell: cell.model is self.active_model and view.window_changed())
         self._start_3d = QTimer(self)
         self._start_3d.setInterval(50)
         self._start_3d.timeout.connect(self._maybe_start_3d)

@@ -161,6 +161,12 @@ class View3DWidget(QWidget):
         self.mip = on
         self._request(fast=False)
 
+    def window_changed(self) -> None:
+        """The planes' window changed: a 3D MIP shows it too."""
+        if self.mip:   # quick frames while the window is dragged, the full one when it settles
+            self._request(fast=True)
+            self._settle.start()
+
     def _mip_preset(self):
         window = self.mip_window()
         if window is None:
