@@ -88,6 +88,19 @@ def test_an_oblique_a_slab_a_length_in_mm_and_back_to_2d(qtbot, window, samples)
     assert measure(a, plane.pixel_spacing).value == pytest.approx(100 * 0.451171875)
     p, q = np.array(a.patient_points)
     assert np.linalg.norm(q - p) == pytest.approx(100 * 0.451171875)
+    # the plane as PNG: the image alone at its own resolution, and the whole MPR layout
+    import tempfile
+    from pathlib import Path
+
+    from PySide6.QtGui import QImage
+
+    out = Path(tempfile.mkdtemp())
+    mpr.session.layout.activate(mpr.session.layout.index_of(coronal.model))
+    assert viewer.export_to(str(out / "coronal.png"), annotations=False) is None
+    saved = QImage(str(out / "coronal.png"))
+    assert (saved.width(), saved.height()) == (plane.columns, plane.rows)
+    assert viewer.export_to(str(out / "layout.png"), whole_layout=True) is None
+    assert QImage(str(out / "layout.png")).size() == mpr.size()
     qtbot.keyClick(coronal, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier)
     assert not viewer.showing_mpr and viewer.viewport is viewer.grid.active
 

@@ -15,8 +15,8 @@ def export_image(viewer, path: str, whole_layout: bool = False, annotations: boo
     suffix = Path(path).suffix.lower()
     if suffix not in (".png", ".jpg", ".jpeg"):
         return f"Cannot export to {Path(path).name}: choose a .png or .jpg file name."
-    if whole_layout:
-        image = viewer.grid.grab().toImage()
+    if whole_layout:   # MPR's planes and 3D view while MPR shows
+        image = (viewer.mpr if viewer.showing_mpr else viewer.grid).grab().toImage()
     elif annotations:
         image = viewer.viewport.grab().toImage()
     else:
