@@ -129,29 +129,41 @@ class Reslicer:
     def _stacked(self, reslice: vtkImageReslice, axes: np.ndarray, count: int, mode: str, plane) -> np.ndarray:
         """An axis-aligned slab as its thin planes, each through VTK's optimised path (1-2 ms, where the
         general path's slab took 45-95 ms), reduced as they come: samples outside are left out, avg
-        weighs the end planes half. Two planes' memory at a time, VTK's output reused."""
+        weighs the end planes half. It goes in bands of rows, so beyond the result only a band's
+        samples are held (the general path holds none: a whole plane more per worker was 3-6 % of
+        the volume with three workers)."""
         reslice.SetSlabNumberOfSlices(1)
         reslice.SetOptimization(True)
-        out = weight = None
+        rows, columns = plane.rows, plane.columns
+        out = np.full((rows, columns), np.nan if mode != "avg" else 0.0, np.float32)
+        weight = np.zeros((rows, columns), np.float32) if mode == "avg" else None
+        band = max(32, -(-rows // 3))
+        matrices = []
         for n in range(count):
             shifted = axes.copy()
             shifted[:3, 3] = axes[:3, 3] + axes[:3, 2] * (n - (count - 1) / 2)   # along the normal
             matrix = vtkMatrix4x4()
             matrix.DeepCopy(shifted.reshape(-1).tolist())
-            reslice.SetResliceAxes(matrix)
-            reslice.Update()
-            thin = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(plane.rows, plane.columns)
-            if mode == "avg":
-                w = 0.5 if n in (0, count - 1) else 1.0
-                inside = np.isfinite(thin)
-                if out is None:
-                    out, weight = np.zeros(thin.shape, np.float32), np.zeros(thin.shape, np.float32)
-                out += np.where(inside, thin, 0.0) * w
-                weight += inside * np.float32(w)
-            elif out is None:
-                out = thin.copy()
-            else:
-                (np.fmax if mode == "mip" else np.fmin)(out, thin, out=out)
+            matrices.append(matrix)
+        for top in range(0, rows, band):
+            bottom = min(rows, top + band)
+            reslice.SetOutputExtent(0, columns - 1, top, bottom - 1, 0, 0)
+            part = out[top:bottom]
+            for n, matrix in enumerate(matrices):
+                reslice.SetResliceAxes(matrix)
+                reslice.Update()
+                thin = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(bottom - top, columns)
+                if mode == "avg":                # in place: no temporary arrays of the band's size
+                    inside = np.isfinite(thin)
+                    np.copyto(thin, 0.0, where=~inside)
+                    end = n in (0, count - 1)
+                    if end:
+                        thin *= 0.5
+                    part += thin
+                    np.add(weight[top:bottom], 0.5 if end else 1.0, out=weight[top:bottom], where=inside)
+                else:
+                    (np.fmax if mode == "mip" else np.fmin)(part, thin, out=part)
+        reslice.GetOutput().GetPointData().Initialize()   # VTK's band buffer goes
         if mode == "avg":
             with np.errstate(invalid="ignore", divide="ignore"):
                 out /= weight                    # 0/0: no sample inside, NaN as outside
