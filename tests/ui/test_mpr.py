@@ -196,8 +196,12 @@ def test_the_3d_quarter_renders_turns_with_the_mouse_and_clips(qtbot, window, sa
     # Backspace: from the front again; a double click: the 3D view alone
     qtbot.keyClick(canvas, Qt.Key.Key_Backspace)
     assert view.camera.orientation_labels()["left"] == "R"
+    quarter = view.size()
     qtbot.mouseDClick(canvas, Qt.MouseButton.LeftButton, pos=start)
     assert all(not c.isVisible() for c in mpr.cells.values()) and view.isVisible()
+    qtbot.waitUntil(lambda: view.width() > 1.8 * quarter.width() and view.height() > 1.8 * quarter.height())
+    qtbot.mouseDClick(canvas, Qt.MouseButton.LeftButton, pos=start)          # and back to the 2x2
+    qtbot.waitUntil(lambda: abs(view.width() - quarter.width()) <= 2 and all(c.isVisible() for c in mpr.cells.values()))
 
 
 def test_closing_the_tab_stops_mprs_workers_and_the_3d_renderer(qtbot, window, samples):

@@ -137,6 +137,10 @@ class MprWidget(QWidget):
         for name, cell in self.cells.items():
             cell.setVisible(self._maximised in (None, name))
         self.view3d.setVisible(self._maximised in (None, "3d"))
+        row, column = {**PLACES, "3d": (1, 1)}.get(self._maximised, (None, None))
+        for i in range(2):   # the hidden quarters' rows and columns take no room
+            self.grid.setRowStretch(i, 1 if row in (None, i) else 0)
+            self.grid.setColumnStretch(i, 1 if column in (None, i) else 0)
 
     def _mark_active(self) -> None:
         for cell in self.cells.values():

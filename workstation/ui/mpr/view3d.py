@@ -204,6 +204,8 @@ class View3DWidget(QWidget):
             grid.addWidget(low, axis, 1)
             grid.addWidget(high, axis, 2)
             self.sliders.append((low, high))
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(2, 1)
         return panel
 
     def _slider_box(self) -> ClipBox:
