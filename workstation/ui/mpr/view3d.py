@@ -206,6 +206,10 @@ class View3DWidget(QWidget):
             self.sliders.append((low, high))
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(2, 1)
+        panel.setStyleSheet(   # the whole groove visible on black, not only its filled part
+            "QSlider::groove:horizontal { background: #555; height: 4px; border-radius: 2px; }"
+            "QSlider::sub-page:horizontal { background: #3d8fd6; border-radius: 2px; }"
+            "QSlider::handle:horizontal { background: #e0e0e0; width: 10px; margin: -5px 0; border-radius: 3px; }")
         return panel
 
     def _slider_box(self) -> ClipBox:
