@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from _util import ROOT, median, table
 
 sys.path.insert(0, str(ROOT))
 
-from tests.peers import WORKSTATION_AET, OrthancPeer, peer_env, running  # noqa: E402
+from tests.peers import WORKSTATION_AET, OrthancPeer, dcmtk, peer_env, running  # noqa: E402
 from workstation.core.cache import QueryFilter  # noqa: E402
 from workstation.core.model.node import Node  # noqa: E402
 from workstation.core.net.find import STUDY_KEYS, find  # noqa: E402
@@ -90,7 +91,7 @@ def _findscu_args(orthanc: OrthancPeer, verbose: bool) -> list[str]:
     keys = ["-k", "QueryRetrieveLevel=STUDY"]
     for key in STUDY_KEYS:
         keys += ["-k", key]
-    return ["findscu", *(["-v"] if verbose else []), "-S", "-aet", WORKSTATION_AET, "-aec", orthanc.aet,
+    return [dcmtk("findscu"), *(["-v"] if verbose else []), "-S", "-aet", WORKSTATION_AET, "-aec", orthanc.aet,
             "127.0.0.1", str(orthanc.port), *keys]
 
 
@@ -121,7 +122,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--studies", type=int, default=5000)
     args = parser.parse_args()
-    if shutil.which("findscu") is None:
+    if not os.path.exists(dcmtk("findscu")):
         sys.exit("findscu is missing: install the Debian package dcmtk")
     work = Path(tempfile.mkdtemp(prefix="bench-find-"))
     try:
@@ -141,11 +142,11 @@ def main() -> None:
                 wholes.append(whole)
                 theirs.append(findscu(orthanc))
                 their_firsts.append(findscu_first_response(orthanc))
-            mine, dcmtk = median(wholes), median(theirs)
+            mine, reference = median(wholes), median(theirs)
             print(f"\nmedians of {args.runs} runs; ratio = findscu / ours\n")
             print(table([
-                (f"whole list ({args.studies})", f"{mine:.3f}", f"{dcmtk:.3f}", f"{dcmtk / mine:.2f}x",
-                 "ours <= 1.2x findscu" + (" met" if mine <= 1.2 * dcmtk else " NOT met")),
+                (f"whole list ({args.studies})", f"{mine:.3f}", f"{reference:.3f}", f"{reference / mine:.2f}x",
+                 "ours <= 1.2x findscu" + (" met" if mine <= 1.2 * reference else " NOT met")),
                 ("first row", f"{median(firsts):.3f}", f"{median(their_firsts):.3f}",
                  f"{median(their_firsts) / median(firsts):.2f}x", "(Orthanc answers nothing before it has all)"),
                 ("first 50 rows", f"{median(fifties):.3f}", "", "",

@@ -28,7 +28,7 @@ from _util import ROOT, SAMPLES, median, require_samples, table, timed
 
 sys.path.insert(0, str(ROOT))
 
-from tests.peers import WORKSTATION_AET, OrthancPeer, c_echo, free_port, peer_env, running, wait_until  # noqa: E402
+from tests.peers import WORKSTATION_AET, OrthancPeer, c_echo, dcmtk, free_port, peer_env, running, wait_until  # noqa: E402
 from workstation.core.model.node import Node  # noqa: E402
 from workstation.core.net.association import ConnectionFailed  # noqa: E402
 from workstation.core.net.echo import echo  # noqa: E402
@@ -44,7 +44,7 @@ def row(name: str, ours: list[float], anchor_name: str, anchor: list[float], uni
 
 def bench_echo(orthanc: OrthancPeer, runs: int) -> tuple[str, ...]:
     node = Node("pacs", orthanc.aet, "127.0.0.1", orthanc.port, connect_timeout=3, network_timeout=10)
-    command = ["echoscu", "-aet", WORKSTATION_AET, "-aec", orthanc.aet, "127.0.0.1", str(orthanc.port)]
+    command = [dcmtk("echoscu"), "-aet", WORKSTATION_AET, "-aec", orthanc.aet, "127.0.0.1", str(orthanc.port)]
     echo(node, WORKSTATION_AET)
     ours = timed(lambda: echo(node, WORKSTATION_AET), runs)
     theirs = timed(lambda: subprocess.run(command, check=True, env=peer_env(), capture_output=True), runs)
@@ -148,7 +148,7 @@ def bench_quiet(orthanc: OrthancPeer, runs: int) -> tuple[str, ...]:
 
 
 def bench_push(work: Path, runs: int) -> tuple[str, ...]:
-    push = ["storescu", "-aec", "WORKSTATION", "127.0.0.1", "PORT", "+sd", str(GE)]
+    push = [dcmtk("storescu"), "+sd", "-aec", "WORKSTATION", "127.0.0.1", "PORT", str(GE)]
 
     def timed_push_to(receiver: list[str], name: str, **popen) -> list[float]:
         """Start a receiver on a free port, time pushes of the series to it, stop it."""
@@ -167,7 +167,7 @@ def bench_push(work: Path, runs: int) -> tuple[str, ...]:
     ours = timed_push_to([sys.executable, "-m", "workstation", "--home", str(work / "home"), "listen",
                           "--port", "PORT", "--host", "127.0.0.1"], "workstation listen", cwd=ROOT)
     (work / "storescp").mkdir()
-    theirs = timed_push_to(["storescp", "-aet", "WORKSTATION", "-od", str(work / "storescp"), "PORT"], "storescp",
+    theirs = timed_push_to([dcmtk("storescp"), "-aet", "WORKSTATION", "-od", str(work / "storescp"), "PORT"], "storescp",
                            env=peer_env())
     return row("push to listen", ours, "to storescp", theirs)
 

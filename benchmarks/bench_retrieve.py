@@ -45,6 +45,7 @@ from tests.peers import (  # noqa: E402
     WORKSTATION_AET,
     OrthancPeer,
     _die_with_the_tests,
+    dcmtk,
     peer_env,
     running,
     stop_process,
@@ -101,7 +102,7 @@ def getscu(host: str, port: int, study: str, series: list[str], work: Path) -> d
         keys = ["-k", f"QueryRetrieveLevel={level}", "-k", f"StudyInstanceUID={study}"]
         for s in series:
             keys += ["-k", f"SeriesInstanceUID={s}"]
-        wall, cpu, _ = run_measured(["getscu", "-S", "-aet", WORKSTATION_AET, "-aec", "ORTHANC", host, str(port),
+        wall, cpu, _ = run_measured([dcmtk("getscu"), "-S", "-aet", WORKSTATION_AET, "-aec", "ORTHANC", host, str(port),
                                      "-od", str(out), *keys], env=peer_env())
         return {"transfer": wall, "whole": wall, "cpu": cpu, "completed": len(list(out.iterdir()))}
     finally:
@@ -215,7 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     profiles = args.profiles.split(",")
     require_samples()
-    if shutil.which("getscu") is None:
+    if not os.path.exists(dcmtk("getscu")):
         sys.exit("getscu is missing: install the Debian package dcmtk")
     emulated = [p for p in profiles if p != "loopback"]
     if emulated and os.geteuid() != 0:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -23,6 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+
+def dcmtk(name: str) -> str:
+    """DCMTK's tool of that name: the first on PATH outside this virtual environment, whose bin/ holds
+    pynetdicom's own echoscu, findscu, getscu, movescu and storescu (other options, other output)."""
+    own = (Path(sys.prefix) / "bin").resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and Path(folder).resolve() != own:
+            candidate = Path(folder) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return f"/usr/bin/{name}"
+
 
 ORTHANC_BIN = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 DCMPRSCP_BIN = shutil.which("dcmprscp") or "/usr/bin/dcmprscp"

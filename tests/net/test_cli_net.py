@@ -8,7 +8,7 @@ import urllib.request
 
 import pydicom
 
-from tests.peers import OrthancPeer
+from tests.peers import OrthancPeer, dcmtk
 from tests.test_cli import ws
 
 
@@ -136,14 +136,13 @@ def test_send_then_find_on_the_node(tmp_path, fresh_orthanc, samples):
 
 def test_listen_receives_a_push_from_storescu(tmp_path, samples):
     import os
-    import shutil
     import signal
     import subprocess
     import sys
 
     from tests.peers import c_echo, free_port, wait_until
 
-    if shutil.which("storescu") is None:
+    if not os.path.exists(dcmtk("storescu")):
         import pytest
 
         pytest.fail("storescu (dcmtk) is required")
@@ -153,7 +152,7 @@ def test_listen_receives_a_push_from_storescu(tmp_path, samples):
                              "--host", "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: c_echo("WORKSTATION", port), 20, "workstation listen", proc)
-        subprocess.run(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(port), "+sd",
+        subprocess.run([dcmtk("storescu"), "+sd", "-aec", "WORKSTATION", "127.0.0.1", str(port),
                         str(samples / "dcm_qa_ct/In/GE")], check=True, env=dict(os.environ, TCP_NODELAY="1"),
                        capture_output=True)  # its speed beside storescp: benchmarks/bench_network_waits.py
     finally:
@@ -412,7 +411,7 @@ def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_star
     first = _Listening(home, free_port())
     # 170 instances, so the push is still going when the workstation stops (28 could all be committed
     # before the stop, leaving nothing staged: seen once in a full run)
-    push = subprocess.Popen(["storescu", "-aec", "WORKSTATION", "127.0.0.1", str(first.port), "+sd", "+r",
+    push = subprocess.Popen([dcmtk("storescu"), "+sd", "+r", "-aec", "WORKSTATION", "127.0.0.1", str(first.port),
                              str(samples / "dcm_qa_ct/In")], env=peer_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

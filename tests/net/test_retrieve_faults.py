@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.peers import WORKSTATION_AET, OrthancPeer, free_port, loadable_samples
+from tests.peers import WORKSTATION_AET, OrthancPeer, dcmtk, free_port, loadable_samples
 from workstation.core.cache import Cache, QueryFilter
 from workstation.core.model.node import Node
 from workstation.core.net.find import find
@@ -82,7 +82,7 @@ def test_a_push_arrives_while_a_query_runs(orthanc, samples, tmp_path):
 
         querying = threading.Thread(target=query_loop)
         querying.start()
-        subprocess.run(["storescu", "-aec", WORKSTATION_AET, "127.0.0.1", str(port), "+sd",
+        subprocess.run([dcmtk("storescu"), "+sd", "-aec", WORKSTATION_AET, "127.0.0.1", str(port),
                         str(samples / "dcm_qa_ct/In/GE")], check=True, capture_output=True,
                        env=dict(os.environ, TCP_NODELAY="1"))
         querying.join(60)

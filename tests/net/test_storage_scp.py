@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.peers import free_port, peer_env
+from tests.peers import dcmtk, free_port, peer_env
 from workstation.core.cache import Cache
 from workstation.core.net.storage_scp import StorageServer
 
@@ -18,7 +18,7 @@ MODES = pytest.mark.parametrize("receivers", [0, 2], ids=["threads", "receiver-p
 
 
 def push(folder, port: int, calling: str = "STORESCU") -> subprocess.CompletedProcess:
-    return subprocess.run(["storescu", "-aet", calling, "-aec", "WSSCP", "127.0.0.1", str(port), "+sd", str(folder)],
+    return subprocess.run([dcmtk("storescu"), "+sd", "-aet", calling, "-aec", "WSSCP", "127.0.0.1", str(port), str(folder)],
                           capture_output=True, text=True, env=peer_env())
 
 
@@ -35,7 +35,7 @@ def test_a_push_is_committed_before_it_is_answered(tmp_path, samples, receivers)
         assert server.received == 28 and len(heard) == 28 and {c for c, _ in heard} == {"STORESCU"}
         assert cache.studies()[0].NumberOfStudyRelatedInstances == 28
         assert cache.verify().ok
-        echo = subprocess.run(["echoscu", "-aec", "WSSCP", "127.0.0.1", str(port)], capture_output=True, env=peer_env())
+        echo = subprocess.run([dcmtk("echoscu"), "-aec", "WSSCP", "127.0.0.1", str(port)], capture_output=True, env=peer_env())
         assert echo.returncode == 0
 
 
@@ -50,7 +50,7 @@ def test_each_association_is_heard_opened_and_ended_once_what_it_brought_is_comm
         server.subscribe_associations(lambda calling, opened: associations.append((calling, opened, len(heard))))
         assert push(samples / "dcm_qa_ct/In/GE", port).returncode == 0
         assert push(samples / "dcm_qa_ct/In/GE", port, calling="INTRUDER").returncode != 0   # never established
-        echo = subprocess.run(["echoscu", "-aet", "ECHOSCU", "-aec", "WSSCP", "127.0.0.1", str(port)],
+        echo = subprocess.run([dcmtk("echoscu"), "-aet", "ECHOSCU", "-aec", "WSSCP", "127.0.0.1", str(port)],
                               capture_output=True, env=peer_env())
         assert echo.returncode == 0
         deadline = time.monotonic() + 10
