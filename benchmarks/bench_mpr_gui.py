@@ -51,6 +51,16 @@ def planes_painted(app, mpr, after: float) -> bool:
                for c in mpr.cells.values())
 
 
+def open_decoded(app, window):
+    """The study opened in a tab and its 2D stack decoded (that memory is not MPR's); the tab."""
+    window.open_study(study_uids()[0])
+    wait(app, lambda: window.viewer is not None and window.viewer.viewport.image is not None, 30)
+    frames = window.viewer.active_model.frames
+    wait(app, lambda: all(window.frames.cached(f) is not None for f in frames), 60)
+    gc.collect()
+    return window.viewer
+
+
 def one_run(app, home: Path, moves: int) -> dict[str, float]:
     import numpy as np
 
@@ -71,12 +81,7 @@ def one_run(app, home: Path, moves: int) -> dict[str, float]:
     window, services = build_window(home)
     out: dict[str, float] = {}
     try:
-        window.open_study(study_uids()[0])
-        wait(app, lambda: window.viewer is not None and window.viewer.viewport.image is not None, 30)
-        viewer = window.viewer
-        frames = viewer.active_model.frames   # the 2D stack decoded first: its memory is not MPR's
-        wait(app, lambda: all(window.frames.cached(f) is not None for f in frames), 60)
-        gc.collect()
+        viewer = open_decoded(app, window)
         before, before_anon = rss(), anonymous()
         peak = [0]
         start = time.perf_counter()
@@ -137,12 +142,7 @@ def run_3d(app, home: Path) -> dict[str, float]:
     window, services = build_window(home)
     out: dict[str, float] = {}
     try:
-        window.open_study(study_uids()[0])
-        wait(app, lambda: window.viewer is not None and window.viewer.viewport.image is not None, 30)
-        viewer = window.viewer
-        frames = viewer.active_model.frames   # the 2D stack decoded first: its memory is not MPR's
-        wait(app, lambda: all(window.frames.cached(f) is not None for f in frames), 60)
-        gc.collect()
+        viewer = open_decoded(app, window)
         before = anonymous()
         start = time.perf_counter()
         viewer.toggle_mpr()
