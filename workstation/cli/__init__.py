@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from workstation import __version__
-from workstation.cli import key_verbs, mpr_verb, net_verbs
+from workstation.cli import key_verbs, mpr_verb, net_verbs, print_verbs
 from workstation.cli.output import EXIT_USAGE, CommandError, error
 
 VERBS = ("import", "list", "render", "mpr", "verify", "evict", "pin", "delete", "keys", *net_verbs.VERBS)
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     mpr_verb.add_parser(sub)
 
     net_verbs.add_parsers(sub, _add_filters)
+    print_verbs.add_parsers(sub)
     return parser
 
 
@@ -135,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.verb in net_verbs.VERBS:
             return net_verbs.run(args)
+        if args.verb in print_verbs.VERBS:
+            return print_verbs.run(args)
         from workstation.cli import verbs
 
         return verbs.run(args)

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from workstation.core.model.node import Node, NodeError, check_ae_title, check_port
+from workstation.core.model.printer import Printer, PrintSetupError
 
 SCHEMA_VERSION = 2
 FILE_NAME = "settings.json"
@@ -28,6 +29,7 @@ class Settings:
     find_limit: int = 10000                 # C-FIND results kept before a warning and C-CANCEL
     cache_quota_bytes: int | None = None
     nodes: list[Node] = field(default_factory=list)
+    printers: list[Printer] = field(default_factory=list)
     recent_import_folder: str = ""
     window_geometry: str = ""
 
@@ -45,6 +47,21 @@ class Settings:
     def without_node(self, name: str) -> None:
         self.node(name)
         self.nodes = [n for n in self.nodes if n.name != name]
+
+    def printer(self, name: str) -> Printer:
+        for printer in self.printers:
+            if printer.name == name:
+                return printer
+        known = ", ".join(p.name for p in self.printers) or "none yet; add one with 'workstation printer add'"
+        raise PrintSetupError(f"no printer named {name!r} (known: {known})")
+
+    def with_printer(self, printer: Printer) -> None:
+        """Add a printer, or replace the one with the same name."""
+        self.printers = [p for p in self.printers if p.name != printer.name] + [printer]
+
+    def without_printer(self, name: str) -> None:
+        self.printer(name)
+        self.printers = [p for p in self.printers if p.name != name]
 
 
 CONFIG_KEYS = {
@@ -78,8 +95,9 @@ def load_settings(home: Path) -> Settings:
         known = {f.name for f in fields(Settings)}
         values = {k: v for k, v in raw.items() if k in known}
         values["nodes"] = [Node.from_json(n) for n in values.get("nodes", [])]
+        values["printers"] = [Printer.from_json(p) for p in values.get("printers", [])]
         return Settings(**values)
-    except (OSError, ValueError, TypeError, NodeError):
+    except (OSError, ValueError, TypeError, NodeError, PrintSetupError):
         path.replace(path.with_suffix(".unreadable.json"))
         return Settings()
 
@@ -89,6 +107,7 @@ def save_settings(home: Path, settings: Settings) -> None:
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     document = asdict(settings)
+    document["printers"] = [p.to_json() for p in settings.printers]
     fd, tmp = tempfile.mkstemp(dir=home, prefix=".settings-", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(document, f, indent=2)

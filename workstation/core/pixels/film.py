@@ -1,0 +1,104 @@
+"""Images for film: a frame through the display pipeline (window/level, rotation, flip) resampled to
+the pixels an image box holds at the printer's resolution, and a film's layout in pixels. What is
+sent to the printer and what the preview shows are these same arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from workstation.core.model.printer import box_rects, film_size_mm
+
+from .render import FrameRenderer
+from .voi import Window
+
+MM_PER_INCH = 25.4
+
+
+@dataclass(frozen=True)
+class FilmLayout:
+    """A film's size in printer pixels and its image boxes as pixel rectangles (left, top, width,
+    height), in Image Box Position order."""
+
+    width: int
+    height: int
+    boxes: tuple[tuple[int, int, int, int], ...]
+    dpi: float
+
+    @classmethod
+    def of(cls, film_size: str, orientation: str, display_format: str, dpi: float) -> FilmLayout:
+        w_mm, h_mm = film_size_mm(film_size, orientation)
+        width, height = round(w_mm / MM_PER_INCH * dpi), round(h_mm / MM_PER_INCH * dpi)
+        boxes = []
+        for left, top, w, h in box_rects(display_format):
+            x0, y0 = round(left * width), round(top * height)
+            x1, y1 = round((left + w) * width), round((top + h) * height)
+            boxes.append((x0, y0, x1 - x0, y1 - y0))
+        return cls(width, height, tuple(boxes), dpi)
+
+    @property
+    def mm_per_pixel(self) -> float:
+        return MM_PER_INCH / self.dpi
+
+
+def fitted_size(rows: int, columns: int, box_width: int, box_height: int, aspect: float = 1.0) -> tuple[int, int]:
+    """(rows, columns) of an image of rows x columns pixels (`aspect`: a pixel's height over its width)
+    made as large as fits in the box, its shape kept."""
+    height_units = rows * aspect
+    scale = min(box_width / columns, box_height / height_units)
+    return max(1, int(height_units * scale)), max(1, int(columns * scale))
+
+
+def resample(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Bilinear resampling of an 8-bit grey (rows, columns) or RGB (rows, columns, 3) image, pixel
+    centres to pixel centres; a shrink first averages blocks so no detail aliases."""
+    src = image.astype(np.float32)
+    factor = min(src.shape[0] // rows, src.shape[1] // columns)
+    if factor >= 2:   # an integer box filter down to at most twice the target, then bilinear
+        h, w = (src.shape[0] // factor) * factor, (src.shape[1] // factor) * factor
+        src = src[:h, :w].reshape(h // factor, factor, w // factor, factor, *src.shape[2:]).mean(axis=(1, 3))
+    y = (np.arange(rows, dtype=np.float32) + 0.5) * src.shape[0] / rows - 0.5
+    x = (np.arange(columns, dtype=np.float32) + 0.5) * src.shape[1] / columns - 0.5
+    y = np.clip(y, 0, src.shape[0] - 1)
+    x = np.clip(x, 0, src.shape[1] - 1)
+    y0 = np.minimum(y.astype(np.int64), src.shape[0] - 2 if src.shape[0] > 1 else 0)
+    x0 = np.minimum(x.astype(np.int64), src.shape[1] - 2 if src.shape[1] > 1 else 0)
+    y1 = np.minimum(y0 + 1, src.shape[0] - 1)
+    x1 = np.minimum(x0 + 1, src.shape[1] - 1)
+    fy = (y - y0)[:, None]
+    fx = (x - x0)[None, :]
+    if src.ndim == 3:
+        fy, fx = fy[..., None], fx[..., None]
+    top = src[y0][:, x0] * (1 - fx) + src[y0][:, x1] * fx
+    bottom = src[y1][:, x0] * (1 - fx) + src[y1][:, x1] * fx
+    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+
+
+def oriented(image: np.ndarray, rotation: int = 0, flip_horizontal: bool = False) -> np.ndarray:
+    """The image as the viewer shows it: turned by `rotation` quarter turns clockwise, then mirrored."""
+    out = np.rot90(image, -(rotation % 4))
+    if flip_horizontal:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | None = None, rotation: int = 0,
+              flip_horizontal: bool = False, color: bool = False) -> np.ndarray:
+    """What an image box of (width, height) printer pixels receives: the frame rendered with the
+    window (None: the file's own), turned and flipped as shown, as large as fits with its shape kept
+    (pixel spacing's aspect included); grey 8-bit, or RGB when `color` (grey images as RGB too)."""
+    display = renderer.render(window)
+    aspect = 1.0
+    info = renderer.spacing
+    if info is not None and info.row_mm and info.column_mm and info.row_mm > 0 and info.column_mm > 0:
+        aspect = float(info.row_mm) / float(info.column_mm)
+    display = oriented(display, rotation, flip_horizontal)
+    if rotation % 2:
+        aspect = 1.0 / aspect
+    if color and display.ndim == 2:
+        display = np.repeat(display[..., None], 3, axis=2)
+    elif not color and display.ndim == 3:   # a colour image on a grey printer: its luminance
+        display = np.rint(display @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    rows, columns = fitted_size(display.shape[0], display.shape[1], box[0], box[1], aspect)
+    return resample(display, rows, columns)
