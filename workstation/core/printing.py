@@ -66,6 +66,31 @@ class PlannedFilm:
         return Film(self.display_format, self.film_size, self.orientation, images, magnification=self.magnification)
 
 
+def film_page(plan: PlannedFilm, film: Film | None = None, empty: int = 0) -> np.ndarray:
+    """The whole film as the printer lays it out: each box's image centred in its box on `empty`
+    (0: black, as EmptyImageDensity BLACK), at the printer's resolution; grey (H, W) or RGB (H, W, 3).
+    The composer's preview and Print to file are this page; the printer gets the same boxes."""
+    film = film or plan.render()
+    layout = plan.layout
+    shape = (layout.height, layout.width, 3) if plan.printer.color else (layout.height, layout.width)
+    page = np.full(shape, empty, np.uint8)
+    for (x, y, w, h), image in zip(layout.boxes, film.images, strict=False):
+        if image is None:
+            continue
+        rows, columns = image.shape[:2]
+        top, left = y + (h - rows) // 2, x + (w - columns) // 2
+        page[top:top + rows, left:left + columns] = image
+    return page
+
+
+def simulate_density(page: np.ndarray, min_density: float = 0.2, max_density: float = 3.0) -> np.ndarray:
+    """A film page as a screen shows a film on a light box: P-value 255 at the film's lowest density,
+    0 at its highest, so the darkest black is 10^-(max-min) of the white (on screen, sRGB encoded);
+    a printer maps P-values perceptually (the standard display function), so the values scale linearly."""
+    black = 255.0 * (10.0 ** -(max_density - min_density)) ** (1 / 2.2)
+    return np.rint(black + page.astype(np.float32) * (255.0 - black) / 255.0).astype(np.uint8)
+
+
 def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool) -> np.ndarray:
     """One box's pixels: the frame through the display pipeline, fitted to the box."""
     try:
