@@ -54,6 +54,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--window", nargs=2, type=float, default=None, metavar=("C", "W"),
                    help="window centre and width for every image (default: each image's own)")
     p.add_argument("--label", default="", help="the film session label")
+    p.add_argument("--annotate", action="store_true",
+                   help="burn in the patient, study date, series and image numbers and a ruler in mm")
+    p.add_argument("--true-size", action="store_true",
+                   help="1 cm on film = 1 cm in the patient (refused when the spacing or the box does not allow it)")
     p.add_argument("--json", action="store_true")
 
 
@@ -166,7 +170,8 @@ def print_images(args) -> int:
     items = _items(args, window)
     auto = (args.format or "").lower() == "auto"
     options = FilmOptions(display_format="" if auto else (args.format or ""), film_size=args.film_size or "",
-                          orientation=args.orientation or "", copies=args.copies or 0, label=args.label, auto=auto)
+                          orientation=args.orientation or "", copies=args.copies or 0, label=args.label, auto=auto,
+                          annotate=args.annotate, true_size=args.true_size)
 
     def progress(done: int, total: int, what: str) -> None:
         if sys.stderr.isatty():

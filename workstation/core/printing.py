@@ -42,6 +42,8 @@ class FilmOptions:
     destination: str = ""
     label: str = ""
     auto: bool = False
+    annotate: bool = False           # patient, date, series and image numbers, a ruler in mm burnt in
+    true_size: bool = False          # 1 mm on film = 1 mm in the patient, refused in words when it cannot be
 
 
 @dataclass
@@ -55,13 +57,17 @@ class PlannedFilm:
     magnification: str
     items: list[PrintItem | None]
     _film: Film | None = field(default=None, repr=False)
+    annotate: bool = False
+    true_size: bool = False
 
     @property
     def count(self) -> int:
         return sum(1 for i in self.items if i is not None)
 
     def render(self) -> Film:
-        images = [None if item is None else render_item(item, self.layout.boxes[n], self.printer.color)
+        images = [None if item is None else render_item(item, self.layout.boxes[n], self.printer.color,
+                                                        annotate=self.annotate, true_size=self.true_size,
+                                                        film_mm_per_pixel=self.layout.mm_per_pixel)
                   for n, item in enumerate(self.items)]
         return Film(self.display_format, self.film_size, self.orientation, images, magnification=self.magnification)
 
@@ -91,14 +97,16 @@ def simulate_density(page: np.ndarray, min_density: float = 0.2, max_density: fl
     return np.rint(black + page.astype(np.float32) * (255.0 - black) / 255.0).astype(np.uint8)
 
 
-def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool) -> np.ndarray:
+def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool, *, annotate: bool = False,
+                true_size: bool = False, film_mm_per_pixel: float | None = None) -> np.ndarray:
     """One box's pixels: the frame through the display pipeline, fitted to the box."""
     try:
         source = ImageSource.open(item.path)
     except PixelDataError as exc:
         raise PrintSetupError(f"{Path(item.path).name} cannot be printed: {exc}") from None
     renderer = FrameRenderer(source, item.frame)
-    return box_image(renderer, (box[2], box[3]), item.window, item.rotation, item.flip_horizontal, color)
+    return box_image(renderer, (box[2], box[3]), item.window, item.rotation, item.flip_horizontal, color,
+                     annotate=annotate, true_size=true_size, film_mm_per_pixel=film_mm_per_pixel)
 
 
 def planned_films(printer: Printer, items: Sequence[PrintItem], options: FilmOptions = FilmOptions()) -> list[PlannedFilm]:
@@ -123,7 +131,8 @@ def planned_films(printer: Printer, items: Sequence[PrintItem], options: FilmOpt
         chunk: list[PrintItem | None] = list(items[start:start + per_film])
         chunk += [None] * (per_film - len(chunk))
         films.append(PlannedFilm(printer, layout, chosen, size, orientation,
-                                 options.magnification or printer.magnification, chunk))
+                                 options.magnification or printer.magnification, chunk,
+                                 annotate=options.annotate, true_size=options.true_size))
     return films
 
 

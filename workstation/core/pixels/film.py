@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workstation.core.model.printer import box_rects, film_size_mm
+from workstation.core.dicom.text import format_date
+from workstation.core.model.printer import PrintSetupError, box_rects, film_size_mm
 
+from .film_text import burn_in
 from .render import FrameRenderer
 from .voi import Window
 
@@ -84,14 +86,22 @@ def oriented(image: np.ndarray, rotation: int = 0, flip_horizontal: bool = False
 
 
 def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | None = None, rotation: int = 0,
-              flip_horizontal: bool = False, color: bool = False) -> np.ndarray:
+              flip_horizontal: bool = False, color: bool = False, *, annotate: bool = False,
+              true_size: bool = False, film_mm_per_pixel: float | None = None) -> np.ndarray:
     """What an image box of (width, height) printer pixels receives: the frame rendered with the
     window (None: the file's own), turned and flipped as shown, as large as fits with its shape kept
-    (pixel spacing's aspect included); grey 8-bit, or RGB when `color` (grey images as RGB too)."""
+    (pixel spacing's aspect included); grey 8-bit, or RGB when `color` (grey images as RGB too).
+
+    `true_size`: one mm in the patient is one mm on film (`film_mm_per_pixel`: the film's mm per
+    printer pixel), refused in words when the image has no pixel spacing or would not fit the box.
+    `annotate`: the patient, study date, series and image numbers burnt in, and a ruler in mm with
+    the printed size factor when the spacing is in the patient (or at the detector, said so) and
+    `film_mm_per_pixel` is given."""
     display = renderer.render(window)
     aspect = 1.0
     info = renderer.spacing
-    if info is not None and info.row_mm and info.column_mm and info.row_mm > 0 and info.column_mm > 0:
+    spaced = info is not None and bool(info.row_mm and info.column_mm and info.row_mm > 0 and info.column_mm > 0)
+    if spaced:
         aspect = float(info.row_mm) / float(info.column_mm)
     display = oriented(display, rotation, flip_horizontal)
     if rotation % 2:
@@ -100,5 +110,72 @@ def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | No
         display = np.repeat(display[..., None], 3, axis=2)
     elif not color and display.ndim == 3:   # a colour image on a grey printer: its luminance
         display = np.rint(display @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
-    rows, columns = fitted_size(display.shape[0], display.shape[1], box[0], box[1], aspect)
-    return resample(display, rows, columns)
+    # (vertical, horizontal) mm in the patient between the shown image's pixels
+    pitch = None if not spaced else (float(info.row_mm), float(info.column_mm))[::-1 if rotation % 2 else 1]
+    if true_size:
+        rows, columns = _true_size(renderer, display.shape[:2], pitch, box, film_mm_per_pixel)
+    else:
+        rows, columns = fitted_size(display.shape[0], display.shape[1], box[0], box[1], aspect)
+    image = resample(display, rows, columns)
+    if annotate:
+        ruler = note = None
+        if pitch is not None and film_mm_per_pixel and info.kind in ("patient", "detector"):
+            ruler = (pitch[0] * display.shape[0] / rows, film_mm_per_pixel)
+            note = "at detector" if info.kind == "detector" else ""
+        top, bottom = _corner_texts(renderer)
+        image = burn_in(image, top, bottom, ruler, ruler_note=note or "")
+    return image
+
+
+def _true_size(renderer: FrameRenderer, shape: tuple[int, int], pitch: tuple[float, float] | None,
+               box: tuple[int, int], film_mm_per_pixel: float | None) -> tuple[int, int]:
+    """(rows, columns) in printer pixels of the shown image at 1:1, refused in words when it cannot be."""
+    source = getattr(renderer, "source", None)
+    name = source.path.name if source is not None and source.path is not None else "the image"
+    if not film_mm_per_pixel or film_mm_per_pixel <= 0:
+        raise PrintSetupError("true size needs the film's resolution (mm per printer pixel)")
+    if pitch is None:
+        raise PrintSetupError(f"true size needs the pixel spacing: {name} has none")
+    if renderer.spacing.kind == "ultrasound":
+        raise PrintSetupError(f"true size needs one pixel spacing for the whole image: {name} has it only "
+                              "in its ultrasound regions")
+    height_mm, width_mm = shape[0] * pitch[0], shape[1] * pitch[1]
+    rows, columns = max(1, round(height_mm / film_mm_per_pixel)), max(1, round(width_mm / film_mm_per_pixel))
+    if columns > box[0] or rows > box[1]:
+        raise PrintSetupError(
+            f"at true size the image is {width_mm:.0f} x {height_mm:.0f} mm and the box "
+            f"{box[0] * film_mm_per_pixel:.0f} x {box[1] * film_mm_per_pixel:.0f} mm: "
+            "choose a larger film or fewer boxes")
+    return rows, columns
+
+
+def _corner_texts(renderer: FrameRenderer) -> tuple[list[str], list[str]]:
+    """The lines burnt into the top left (patient name, patient ID, study date) and bottom left
+    ("Se 2 Im 14") corners, from the header; what is absent is left out."""
+    source = getattr(renderer, "source", None)
+    attributes = getattr(renderer, "attributes", None) or {}
+
+    def value(keyword: str) -> str:
+        found = source.value(keyword) if source is not None else attributes.get(keyword)
+        if isinstance(found, (list, tuple)):
+            found = found[0] if found else None
+        if isinstance(found, float) and found.is_integer():
+            found = int(found)
+        return "" if found is None else str(found).strip()
+
+    top = [_name_words(value("PatientName")), value("PatientID"), format_date(value("StudyDate"))]
+    series, instance = value("SeriesNumber"), value("InstanceNumber")
+    numbers = " ".join(part for part in (f"Se {series}" if series else "", f"Im {instance}" if instance else "")
+                       if part)
+    return [t for t in top if t], [numbers] if numbers else []
+
+
+def _name_words(value: str) -> str:
+    """A DICOM person name (its alphabetic group, Family^Given^Middle^Prefix^Suffix) as "FAMILY, Given
+    Middle"; prefix and suffix around it."""
+    parts = [" ".join(p.split()) for p in (value or "").split("=")[0].split("^")]
+    parts += [""] * (5 - len(parts))
+    family, given, middle, prefix, suffix = parts[:5]
+    first = " ".join(p for p in (given, middle) if p)
+    name = f"{family}, {first}" if family and first else family or first
+    return " ".join(p for p in (prefix, name, suffix) if p)
