@@ -20,12 +20,15 @@ from workstation.core.cache import Cache, QueryFilter
 from workstation.core.dicom.dates import iso_date
 from workstation.core.model import Study
 from workstation.core.model.node import Node
+from workstation.core.model.printer import Printer
 from workstation.core.net.preview import fetch_preview
+from workstation.core.net.print_scu import PrintReport
 from workstation.core.net.retrieve import RetrieveReport, retrieve
 from workstation.core.net.send import SendReport, instances_to_send, send
 from workstation.core.net.storage_scp import StorageServer
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
+from workstation.core.printing import FilmOptions, PrintItem, print_job
 from workstation.core.scheduling import Priority, Scheduler, Ticket
 from workstation.core.settings import Settings
 from workstation.core.tasks import Cancelled
@@ -43,7 +46,7 @@ def _study_bytes(cache: Cache, study_uid: str) -> int:
 
 
 class Transfer(QObject):
-    """One retrieval or send, as the transfers panel shows it. `changed` on every update."""
+    """One retrieval, send or print job, as the transfers panel shows it. `changed` on every update."""
 
     changed = Signal()
     ended = Signal()
@@ -54,7 +57,7 @@ class Transfer(QObject):
         super().__init__()
         self.queue = queue
         self.priority = priority
-        self.kind = kind                  # "retrieve" or "send"
+        self.kind = kind                  # "retrieve", "send" or "print"
         self.node = node
         self.study_uid = study_uid
         self.series_uids = list(series_uids) if series_uids else None
@@ -65,7 +68,8 @@ class Transfer(QObject):
         self.total = 0
         self.bytes = 0
         self.speed = 0.0                  # MB/s over the last few seconds
-        self.report: RetrieveReport | SendReport | None = None
+        self.report: RetrieveReport | SendReport | PrintReport | None = None
+        self.print_job: tuple | None = None   # a print's (printer, items, options), for retry
         self.error = ""
         self.job: Job | None = None
         self.ticket: Ticket | None = None   # its place in the queue
@@ -113,6 +117,10 @@ class Transfer(QObject):
             return ", ".join(parts) + f" in {report.seconds:.1f} s"
         if isinstance(report, SendReport):
             return f"{report.sent} sent in {report.seconds:.1f} s"
+        if isinstance(report, PrintReport):
+            films = f"{report.films} film{'s' if report.films != 1 else ''}"
+            return f"{films}, {report.images} images {report.status}" + (
+                f": {'; '.join(report.warnings)}" if report.warnings else "")
         return "done"
 
     # --- updates from the job (GUI thread) ----------------------------------------------------
@@ -143,6 +151,12 @@ class Transfer(QObject):
 
     def _on_succeeded(self, report) -> None:
         self.report = report
+        if isinstance(report, PrintReport):
+            self.done = self.total = report.images
+            self.error = ""
+            self.state = DONE
+            self.changed.emit()
+            return
         if isinstance(report, RetrieveReport):
             self.bytes = report.bytes or self.bytes
             self.total = max(self.total, report.completed + report.missing_count)
@@ -297,7 +311,29 @@ class TransferQueue(QObject):
 
         return self._start(transfer, f"Send to {node.name}", work)
 
-    def _start(self, transfer: Transfer, name: str, work) -> Transfer:
+    def print(self, printer: Printer, items: list[PrintItem], options: FilmOptions, description: str = "",
+              priority: Priority = Priority.REQUESTED) -> Transfer:
+        """A print job: its films rendered and sent on a worker, one job at a time per printer (a film
+        printer serves one association), progress per image box."""
+        own = self._settings().ae_title
+        transfer = Transfer(self, "print", printer.node(), "", None, None,
+                            description or f"{len(items)} image{'s' if len(items) != 1 else ''} to film", priority)
+        transfer.print_job = (printer, list(items), options)
+        events: list[str] = []
+
+        def work(progress, cancel, publish) -> PrintReport:
+            publish(("started",))
+
+            def on_progress(done: int, total: int, message: str) -> None:
+                publish(("progress", done, total, 0))
+
+            return print_job(printer, own, items, options, on_progress, cancel, on_event=events.append)
+
+        group = f"print:{printer.name}"
+        self.scheduler.group_limits.setdefault(group, 1)
+        return self._start(transfer, f"Print to {printer.name}", work, group)
+
+    def _start(self, transfer: Transfer, name: str, work, group: str = "") -> Transfer:
         job = self.runner.prepare(name, work, streaming=True)
         transfer.job = job
         job.partial.connect(transfer._on_partial)
@@ -307,7 +343,7 @@ class TransferQueue(QObject):
         job.ended.connect(transfer._on_ended)
         self.transfers.append(transfer)
         self.transfer_added.emit(transfer)
-        transfer.ticket = self._enqueue(job, transfer.priority)
+        transfer.ticket = self._enqueue(job, transfer.priority, group)
         return transfer
 
     def remove_finished(self, transfers: list[Transfer] | None = None) -> list[Transfer]:
@@ -321,6 +357,8 @@ class TransferQueue(QObject):
         return removed
 
     def _retry(self, old: Transfer) -> Transfer:
+        if old.kind == "print" and old.print_job is not None:
+            return self.print(*old.print_job, description=old.description, priority=old.priority)
         if old.kind == "retrieve":
             return self.retrieve(old.node, old.study_uid, old.series_uids, old.method, old.description,
                                  old.priority)

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.cache = cache
         self.frames = frames
         self.network = network
+        self.composer = None   # the film composer, made when first asked for
         self.loader = loader or StudyLoaderService(cache.cache, cache.runner)
         self.import_job: Job | None = None
         self._opening: OpeningHandle | None = None   # the newest request to show something
@@ -144,6 +145,12 @@ class MainWindow(QMainWindow):
             nodes.setMenuRole(QAction.MenuRole.PreferencesRole)
             nodes.triggered.connect(self.edit_nodes)
             tools.addAction(nodes)
+            printers = QAction("&Printers…", self)
+            printers.triggered.connect(self.edit_printers)
+            tools.addAction(printers)
+            compose = QAction("Print to &film…", self)
+            compose.triggered.connect(lambda: self.open_composer(self.viewer))
+            tools.addAction(compose)
         view_menu = self.menuBar().addMenu("&View")
         studies = QAction("&Studies", self)
         studies.setShortcut(QKeySequence("Ctrl+1"))
@@ -155,6 +162,34 @@ class MainWindow(QMainWindow):
         view_menu.addAction(viewer)
         if self.network is not None:
             view_menu.addAction(self.transfers_dock.toggleViewAction())
+
+    def edit_printers(self):
+        from workstation.ui.printing.printers_dialog import PrintersDialog
+
+        dialog = PrintersDialog(self.network, self)
+        dialog.setModal(True)
+        dialog.finished.connect(lambda _: self.composer is not None and self.composer.refresh_printers())
+        dialog.show()
+        return dialog
+
+    def open_composer(self, viewer=None):
+        """The film composer (one per window), its images from `viewer`; opened from a viewer with
+        nothing in it yet, it starts with that viewer's current image."""
+        if self.network is None:
+            return None
+        from workstation.ui.printing.composer import PrintComposer
+        from workstation.ui.viewer.print_source import ViewerPrintSource
+
+        if self.composer is None:
+            self.composer = PrintComposer(lambda: self.network.settings, self.network, self.network.runner,
+                                          parent=self)
+            self.composer.status_changed.connect(self.show_status)
+        self.composer.set_source(ViewerPrintSource(viewer) if viewer is not None else None)
+        if viewer is not None and not self.composer.model.items:
+            self.composer.add_from("current")
+        self.composer.show()
+        self.composer.raise_()
+        return self.composer
 
     def edit_nodes(self) -> NodesDialog:
         dialog = NodesDialog(self.network, self)
@@ -310,6 +345,7 @@ class MainWindow(QMainWindow):
             viewer.display_set_shown.connect(lambda ds, v=viewer: self._on_shown(v, ds))
             viewer.display_set_grown.connect(lambda ds, v=viewer: v is self.viewer and self.display_set_grown.emit(ds))
             viewer.status_changed.connect(self.show_status)
+            viewer.print_requested.connect(lambda v=viewer: self.open_composer(v))
             viewer.prior_requested.connect(lambda study, v=viewer: self.open_prior(v, study))
             if self.window_state is not None:   # the mouse buttons as the reader set them last time
                 for button, action in self.window_state.viewer_buttons().items():

@@ -80,6 +80,7 @@ BINDINGS: tuple[Binding, ...] = (
     Binding("export.viewport", "Export the viewport as PNG or JPEG", ("Ctrl+E",), "Export"),
     Binding("export.layout", "Export the whole layout", ("Ctrl+Shift+E",), "Export"),
     Binding("export.copy", "Copy the viewport to the clipboard", ("Ctrl+C",), "Export"),
+    Binding("print.compose", "Print to film: the composer, with the current image", ("Ctrl+P",), "Export"),
     Binding("help", "This help", ("F1",), "Help"),
 )
 

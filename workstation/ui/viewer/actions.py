@@ -94,6 +94,7 @@ def run(viewer, action: str) -> None:
         "export.viewport": lambda: viewer.export(whole_layout=False),
         "export.layout": lambda: viewer.export(whole_layout=True),
         "export.copy": viewer.copy_to_clipboard,
+        "print.compose": viewer.print_requested.emit,
         "help": viewer.show_help,
         "cine.toggle": lambda: model.stop() if model.cine.playing else model.play(time.monotonic()),
         "cine.slower": lambda: model.set_fps(model.cine.fps / 1.25, time.monotonic()),

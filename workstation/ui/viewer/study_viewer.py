@@ -61,6 +61,7 @@ class StudyViewerWidget(QWidget):
     display_set_grown = Signal(object)      # the active viewport's DisplaySet, with more images
     prior_requested = Signal(object)        # a Study of the patient to open beside the current one
     status_changed = Signal(str)
+    print_requested = Signal()            # Ctrl+P: the window opens the film composer on this tab
 
     def __init__(self, frames: FrameService, loader: StudyLoaderService, cache: CacheService,
                  home: Path | None = None, parent: QWidget | None = None) -> None:
