@@ -10,6 +10,7 @@ from workstation.cli.output import EXIT_OK, EXIT_PARTIAL, CommandError, error, p
 from workstation.core.paths import home_folder
 
 VERBS = ("printer", "print")
+FILE_PRINTER = "file"   # `print file ... --to-pdf|--to-png`: no printer needed
 
 
 def add_parsers(sub) -> None:
@@ -58,6 +59,13 @@ def add_parsers(sub) -> None:
                    help="burn in the patient, study date, series and image numbers and a ruler in mm")
     p.add_argument("--true-size", action="store_true",
                    help="1 cm on film = 1 cm in the patient (refused when the spacing or the box does not allow it)")
+    to_file = p.add_mutually_exclusive_group()
+    to_file.add_argument("--to-pdf", default=None, metavar="OUT.pdf",
+                         help="write the films to a PDF (a page per film, the film's size) instead of printing; "
+                              "PRINTER may then be 'file' (no printer needed)")
+    to_file.add_argument("--to-png", default=None, metavar="OUT_STEM",
+                         help="write each film as OUT_STEM-1.png, OUT_STEM-2.png, ... at the printer's dpi "
+                              "instead of printing; PRINTER may then be 'file'")
     p.add_argument("--json", action="store_true")
 
 
@@ -164,6 +172,10 @@ def print_images(args) -> int:
     from workstation.core.pixels.voi import Window
     from workstation.core.printing import FilmOptions, print_job
 
+    if args.to_pdf or args.to_png:
+        return print_to_file(args)
+    if args.printer == FILE_PRINTER and not any(p.name == FILE_PRINTER for p in _settings(args).printers):
+        raise CommandError("PRINTER 'file' prints to a file: give --to-pdf OUT.pdf or --to-png OUT_STEM")
     settings = _settings(args)
     printer = settings.printer(args.printer)
     window = Window(*args.window) if args.window else None
@@ -198,4 +210,54 @@ def print_images(args) -> int:
     else:
         print(f"{report.films} film{'s' if report.films != 1 else ''}, {report.images} image"
               f"{'s' if report.images != 1 else ''}: {report.status} on {printer.name}")
+    return EXIT_OK
+
+
+def file_printer(args):
+    """The profile a print to file lays the films out with: the printer named PRINTER, or for 'file'
+    with no printer of that name a default one that takes every film size."""
+    from workstation.core.model.printer import FILM_SIZES_MM, Printer
+
+    settings = _settings(args)
+    if args.printer == FILE_PRINTER and not any(p.name == FILE_PRINTER for p in settings.printers):
+        return Printer(FILE_PRINTER, "FILE", "localhost", 104, film_sizes=tuple(FILM_SIZES_MM))
+    return settings.printer(args.printer)
+
+
+def print_to_file(args) -> int:
+    """`print PRINTER ... --to-pdf OUT.pdf | --to-png OUT_STEM`: the films the printer would get, written
+    to files; nothing goes over the network."""
+    from workstation.core.pixels.voi import Window
+    from workstation.core.print_file import write_pdf, write_pngs
+    from workstation.core.printing import FilmOptions, planned_films
+
+    printer = file_printer(args)
+    window = Window(*args.window) if args.window else None
+    items = _items(args, window)
+    auto = (args.format or "").lower() == "auto"
+    options = FilmOptions(display_format="" if auto else (args.format or ""), film_size=args.film_size or "",
+                          orientation=args.orientation or "", label=args.label, auto=auto,
+                          annotate=args.annotate, true_size=args.true_size)
+    plans = planned_films(printer, items, options)
+
+    def progress(done: int, total: int, what: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{done}/{total} {what}", end="", file=sys.stderr, flush=True)
+
+    if args.to_pdf:
+        write_pdf(plans, args.to_pdf, progress=progress)
+        paths = [args.to_pdf]
+    else:
+        paths = [str(p) for p in write_pngs(plans, args.to_png, progress=progress)]
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    films, images = len(plans), sum(plan.count for plan in plans)
+    if args.json:
+        document = {"films": films, "images": images, "status": "written", "path": paths[0]}
+        if args.to_png:
+            document["paths"] = paths
+        print_json(document)
+    else:
+        where = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]}"
+        print(f"{films} film{'s' if films != 1 else ''}, {images} image{'s' if images != 1 else ''}: written to {where}")
     return EXIT_OK
