@@ -70,3 +70,31 @@ def test_compose_preview_and_print(qtbot, make_window, print_scp, samples):
             x, y, w, h = plan.layout.boxes[box.ImageBoxPosition - 1]
             top, left = y + (h - pixels.shape[0]) // 2, x + (w - pixels.shape[1]) // 2
             np.testing.assert_array_equal(page[top:top + pixels.shape[0], left:left + pixels.shape[1]], pixels)
+
+
+def test_a_series_dragged_from_the_strip_fills_boxes_and_options_reach_the_films(qtbot, make_window, samples):
+    from PySide6.QtCore import QByteArray, QMimeData, QPoint
+    from PySide6.QtGui import QDropEvent
+
+    printer = Printer("film", "NOWHERE", "127.0.0.1", 9, dpi=100)
+    window = make_window(printers=[printer])
+    with qtbot.waitSignal(window.import_ended, timeout=60000):
+        window.import_paths([str(samples / GE)])
+    window.open_study(window.cache.cache.studies()[0].StudyInstanceUID)
+    qtbot.waitUntil(lambda: window.viewer is not None and window.viewer.viewport.image is not None, timeout=20000)
+    composer = window.open_composer(window.viewer)
+    composer.model.clear()
+    ds = window.viewer.active_model.display_set
+    mime = QMimeData()
+    mime.setData("application/x-workstation-display-set", QByteArray(f"{ds.StudyInstanceUID}\n{ds.key}".encode()))
+    drop = QDropEvent(QPoint(10, 10).toPointF(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    composer.list.dropEvent(drop)
+    assert len(composer.model.items) == len(ds.frames) == 28
+    assert composer.list.item(0).text().startswith("1. Se ")          # listed by series and image number
+    assert [p.display_format for p in composer.model.plans()] == ["STANDARD\\5,6"]   # the smallest that fits
+    composer.annotate.setChecked(True)
+    assert all(p.annotate for p in composer.model.plans())
+    # the printer does not answer: its status says so in words, and the window is not held up
+    qtbot.waitUntil(lambda: "refused" in composer.printer_state.text() or "answer" in composer.printer_state.text(),
+                    timeout=20000)

@@ -15,19 +15,22 @@ from workstation.core.printing import FilmOptions, PlannedFilm, PrintItem, plann
 
 
 def item_of(ref: FrameRef, window: Window | None = None, rotation: int = 0, flip_horizontal: bool = False,
-            flip_vertical: bool = False) -> PrintItem:
+            flip_vertical: bool = False, series: str = "") -> PrintItem:
     """A frame as a viewport shows it (a vertical flip after turning is a half turn more and a
-    horizontal flip)."""
+    horizontal flip); `series` names its series in the composer's list."""
     if flip_vertical:
         rotation, flip_horizontal = rotation + 2, not flip_horizontal
-    return PrintItem(ref.path, ref.frame, window, rotation % 4, flip_horizontal)
+    number = f"Im {ref.InstanceNumber}" if ref.InstanceNumber is not None else ref.SOPInstanceUID[-8:]
+    label = f"{series} {number}".strip() + (f" frame {ref.frame + 1}" if ref.frame else "")
+    return PrintItem(ref.path, ref.frame, window, rotation % 4, flip_horizontal, label)
 
 
 def every_nth(frames: Sequence[FrameRef], first: int, last: int, step: int, window: Window | None = None,
-              rotation: int = 0, flip_horizontal: bool = False, flip_vertical: bool = False) -> list[PrintItem]:
+              rotation: int = 0, flip_horizontal: bool = False, flip_vertical: bool = False,
+              series: str = "") -> list[PrintItem]:
     """Frames first..last (1-based, both included) every `step`th, as print items."""
     first, last = max(1, first), min(len(frames), last)
-    return [item_of(f, window, rotation, flip_horizontal, flip_vertical)
+    return [item_of(f, window, rotation, flip_horizontal, flip_vertical, series)
             for f in frames[first - 1:last:max(1, step)]]
 
 

@@ -29,6 +29,7 @@ class PrintItem:
     window: Window | None = None     # None: the file's own
     rotation: int = 0                # quarter turns clockwise
     flip_horizontal: bool = False
+    label: str = ""                  # how the composer lists it ("Se 2 Im 14, brain")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QKeySequence, QPainter, QPen, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QFormLayout,
@@ -33,6 +34,40 @@ from workstation.core.model.printer import FILM_SIZES_MM, MEDIUMS, film_size_mm
 from workstation.core.printing import film_page, simulate_density
 
 AUTO = "Smallest that fits"
+DISPLAY_SET_MIME = "application/x-workstation-display-set"   # what the viewer's series strip drags
+
+
+class FilmList(QListWidget):
+    """The boxes in order: dragged within to reorder; a series dragged from a viewer's strip is added."""
+
+    series_dropped = Signal(str, str)   # StudyInstanceUID, display set key
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragDrop)
+        self.setDefaultDropAction(Qt.DropAction.MoveAction)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setAcceptDrops(True)
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasFormat(DISPLAY_SET_MIME):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    def dragMoveEvent(self, event) -> None:
+        if event.mimeData().hasFormat(DISPLAY_SET_MIME):
+            event.acceptProposedAction()
+        else:
+            super().dragMoveEvent(event)
+
+    def dropEvent(self, event) -> None:
+        if event.mimeData().hasFormat(DISPLAY_SET_MIME):
+            study_uid, _, key = bytes(event.mimeData().data(DISPLAY_SET_MIME)).decode().partition("\n")
+            event.acceptProposedAction()
+            self.series_dropped.emit(study_uid, key)
+            return
+        super().dropEvent(event)
 
 
 class FilmPreview(QWidget):
@@ -103,6 +138,8 @@ class PrintComposer(QDialog):
         self.medium_box.addItems(MEDIUMS)
         self.copies = QSpinBox()
         self.copies.setRange(1, 99)
+        self.annotate = QCheckBox("Burn in patient, date, numbers and a ruler")
+        self.true_size = QCheckBox("True size (1 cm on film = 1 cm in the patient)")
         self.printer_state = QLabel("")
         self.printer_state.setWordWrap(True)
         form = QFormLayout()
@@ -113,11 +150,12 @@ class PrintComposer(QDialog):
         form.addRow("Format", self.format_box)
         form.addRow("Medium", self.medium_box)
         form.addRow("Copies", self.copies)
+        form.addRow("", self.annotate)
+        form.addRow("", self.true_size)
 
-        self.list = QListWidget()
-        self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
-        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.list = FilmList()
         self.list.model().rowsMoved.connect(lambda *a: self._reordered())
+        self.list.series_dropped.connect(self.add_series)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.list, activated=self.remove_selected)
         add = QPushButton("Add…")
         menu = QMenu(add)
@@ -172,6 +210,8 @@ class PrintComposer(QDialog):
         self.format_box.currentIndexChanged.connect(self._on_format)
         self.medium_box.currentIndexChanged.connect(lambda: self._option("medium", self.medium_box.currentText()))
         self.copies.valueChanged.connect(lambda v: self._option("copies", v))
+        self.annotate.toggled.connect(lambda on: self._option("annotate", on))
+        self.true_size.toggled.connect(lambda on: self._option("true_size", on))
         self.model.changed.connect(self._on_model)
         self.refresh_printers()
         self.resize(1000, 680)
@@ -256,6 +296,10 @@ class PrintComposer(QDialog):
             return
         self.model.add(items)
 
+    def add_series(self, study_uid: str, key: str) -> None:
+        if self.source is not None:
+            self.model.add(self.source.series_items(study_uid, key))
+
     def add_range(self) -> None:
         if self.source is None:
             return
@@ -285,7 +329,7 @@ class PrintComposer(QDialog):
         self.list.blockSignals(True)
         self.list.clear()
         for n, item in enumerate(self.model.items):
-            name = item.path.rsplit("/", 1)[-1] + (f" frame {item.frame + 1}" if item.frame else "")
+            name = item.label or item.path.rsplit("/", 1)[-1] + (f" frame {item.frame + 1}" if item.frame else "")
             window = f", W {item.window.width:g} L {item.window.center:g}" if item.window else ""
             entry = QListWidgetItem(f"{n + 1}. {name}{window}")
             entry.setData(Qt.ItemDataRole.UserRole, n)

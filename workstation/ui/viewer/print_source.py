@@ -9,9 +9,18 @@ from workstation.core.film_composer import every_nth, item_of
 from workstation.core.printing import PrintItem
 
 
+def series_name(ds) -> str:
+    """'Se 3' and the series description, as the composer lists an image's series."""
+    if ds is None:
+        return ""
+    number = ds.series.SeriesNumber
+    return " ".join(p for p in (f"Se {number}" if number is not None else "", ds.description or "") if p)
+
+
 def _as_shown(model, ref) -> PrintItem:
     view = model.view
-    return item_of(ref, model.shown_window(), view.rotation, view.flip_horizontal, view.flip_vertical)
+    return item_of(ref, model.shown_window(), view.rotation, view.flip_horizontal, view.flip_vertical,
+                   series_name(model.display_set))
 
 
 class ViewerPrintSource:
@@ -38,9 +47,22 @@ class ViewerPrintSource:
                     model = shown.get(ds.key)
                     for ref in ds.frames:
                         if (ref.SOPInstanceUID, ref.frame) in keys:
-                            out.append(_as_shown(model, ref) if model is not None else item_of(ref))
+                            out.append(_as_shown(model, ref) if model is not None
+                                       else item_of(ref, series=series_name(ds)))
             return out
         raise ValueError(f"unknown source {what!r}")
+
+    def series_items(self, study_uid: str, key: str) -> list[PrintItem]:
+        """Every image of a display set dragged from the strip, in the window of a viewport showing it."""
+        session = self.viewer.session
+        for study in session.studies:
+            if study.StudyInstanceUID == study_uid and (ds := study.find(key)) is not None:
+                model = next((m for m in session.layout.viewports if m.display_set is not None
+                              and m.display_set.key == key), None)
+                if model is not None:
+                    return [_as_shown(model, ref) for ref in ds.frames]
+                return [item_of(ref, series=series_name(ds)) for ref in ds.frames]
+        return []
 
     def series_length(self) -> int:
         model = self.model
@@ -50,4 +72,4 @@ class ViewerPrintSource:
         model = self.model
         view = model.view
         return every_nth(model.frames, first, last, step, model.shown_window(), view.rotation, view.flip_horizontal,
-                         view.flip_vertical)
+                         view.flip_vertical, series_name(model.display_set))
