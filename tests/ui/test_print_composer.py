@@ -23,7 +23,7 @@ def preview_array(widget) -> np.ndarray:
     return raw[:, :image.width()].copy()
 
 
-def test_compose_preview_and_print(qtbot, make_window, print_scp, samples):
+def test_compose_preview_and_print(qtbot, make_window, print_scp, samples, tmp_path):
     printer = Printer("film", print_scp.aet, "127.0.0.1", print_scp.port, dpi=100)
     window = make_window(printers=[printer])
     with qtbot.waitSignal(window.import_ended, timeout=60000):
@@ -70,6 +70,13 @@ def test_compose_preview_and_print(qtbot, make_window, print_scp, samples):
             x, y, w, h = plan.layout.boxes[box.ImageBoxPosition - 1]
             top, left = y + (h - pixels.shape[0]) // 2, x + (w - pixels.shape[1]) // 2
             np.testing.assert_array_equal(page[top:top + pixels.shape[0], left:left + pixels.shape[1]], pixels)
+    # Print to file: the same two films as a PDF, on a worker
+    pdf = tmp_path / "films.pdf"
+    job = composer.print_to_file(str(pdf))
+    with qtbot.waitSignal(job.succeeded, timeout=30000):
+        pass
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.read_bytes().count(b"/Type /Page") - \
+        pdf.read_bytes().count(b"/Type /Pages") == 2
 
 
 def test_a_series_dragged_from_the_strip_fills_boxes_and_options_reach_the_films(qtbot, make_window, samples):

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QInputDialog,
@@ -189,10 +190,14 @@ class PrintComposer(QDialog):
         self.print_button = QPushButton("Print")
         self.print_button.setDefault(True)
         self.print_button.clicked.connect(self.print_films)
+        self.file_button = QPushButton("Print to file…")
+        self.file_button.setToolTip("The same films as a PDF (one page per film, at the film's size) or PNG pages")
+        self.file_button.clicked.connect(self.print_to_file)
         close = QPushButton("Close")
         close.clicked.connect(self.close)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
+        buttons.addWidget(self.file_button)
         buttons.addWidget(self.print_button)
         buttons.addWidget(close)
         right = QVBoxLayout()
@@ -340,6 +345,7 @@ class PrintComposer(QDialog):
     def show_page(self, page: int) -> None:
         plans = self.model.plans()
         self.print_button.setEnabled(bool(plans))
+        self.file_button.setEnabled(bool(plans))
         if self.model.printer is not None:
             size, orientation = (self.model.options.film_size or self.model.printer.film_size,
                                  self.model.options.orientation or self.model.printer.orientation)
@@ -396,3 +402,27 @@ class PrintComposer(QDialog):
                                             f"{len(self.model.items)} images, {films} film{'s' if films != 1 else ''}")
         self.status_changed.emit(f"Sent to the print queue for {printer.name} (see Transfers).")
         self.last_transfer = transfer
+
+    def print_to_file(self, path: str | None = None):
+        """The films as a PDF (or PNG pages for a .png name), written on a worker."""
+        plans = self.model.plans()
+        if not plans:
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Print to file", "films.pdf",
+                                                  "PDF (*.pdf);;PNG pages (*.png)")
+            if not path:
+                return None
+        from workstation.core.print_file import write_pdf, write_pngs
+
+        def work(progress, cancel):
+            if path.lower().endswith(".png"):
+                return len(write_pngs(plans, path.removesuffix(".png")))
+            return write_pdf(plans, path, progress, cancel)
+
+        job = self.runner.submit("print to file", work)
+        job.succeeded.connect(lambda pages: self.status_changed.emit(
+            f"Wrote {pages} film{'s' if pages != 1 else ''} to {path}."))
+        job.failed.connect(lambda message: self.status_changed.emit(f"The films were not written: {message}"))
+        self._file_job = job
+        return job
