@@ -195,7 +195,7 @@ def test_a_failure_in_the_middle_names_film_and_box_and_leaves_nothing_open(ge):
         assert str(caught.value).startswith("film 2 of 2, box 3: printer grey answered status 0xC000")
         assert caught.value.report.films == 1                      # the first film was printed
         assert [f["printed"] for f in peer.films] == [True, False]
-        assert peer.open_sessions == [] and len(peer.deleted) == 3   # both film boxes and the session
+        assert peer.open_sessions == [] and len(peer.deleted) == 4   # both film boxes, the session, the LUT
 
 
 def test_warnings_and_printer_events_are_reported_and_the_job_goes_on(ge):
@@ -212,3 +212,26 @@ def test_warnings_and_printer_events_are_reported_and_the_job_goes_on(ge):
         with pytest.raises(PrintError, match=r"reports FAILURE \(NO FILM\): nothing was sent"):
             print_job(Printer("grey", peer.aet, "127.0.0.1", peer.port), OWN, items_of(map(str, ge[:1])))
         assert peer.sessions == {}
+
+
+def test_twelve_bit_grey_with_a_presentation_lut_and_the_profiles_film_box_attributes(print_scp, ge):
+    """dcmprscp takes 12 bits (Supports12Bit) and Presentation LUTs: the boxes are the pipeline's
+    12-bit P-values exactly, and the film box carries the profile's border and empty densities."""
+    printer = printer_for(print_scp, dpi=512 / 7, film_sizes=("14INX14IN",), film_size="14INX14IN", bits=12,
+                          border_density="WHITE", empty_density="BLACK", resolution_id="HIGH", smoothing="NONE")
+    window = Window(40.0, 400.0)
+    report = print_job(printer, OWN, items_of(map(str, ge[:2]), window), FilmOptions(display_format="STANDARD\\2,2"))
+    assert report.warnings == [] and report.images == 2
+    ((film, boxes),) = stored_films(print_scp)
+    assert film.BorderDensity == "WHITE"
+    stored = [pydicom.dcmread(p) for p in print_scp.stored_images()]
+    assert {(ds.BitsStored, ds.BitsAllocated) for ds in stored} == {(12, 16)}
+    for position, path in enumerate(ge[:2], 1):
+        from workstation.core.pixels.render import FrameRenderer
+
+        expected = FrameRenderer(ImageSource.open(path)).render_bits(window, 12)
+        np.testing.assert_array_equal(boxes[position], expected)
+        # the same values as the 8-bit pipeline, 16 times finer
+        assert np.abs(expected.astype(int) / 4095 * 255 - render(ImageSource.open(path), 0, window)).max() <= 0.51
+    sp = pydicom.dcmread(print_scp.stored_prints()[0])
+    assert sp.PresentationLUTContentSequence[0].PresentationLUTShape == "IDENTITY"

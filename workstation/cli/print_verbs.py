@@ -31,6 +31,12 @@ def add_parsers(sub) -> None:
     a.add_argument("--medium", default="BLUE FILM", help="PAPER, CLEAR FILM, BLUE FILM, ...")
     a.add_argument("--destination", default="PROCESSOR", help="MAGAZINE, PROCESSOR or BIN_i")
     a.add_argument("--magnification", default="CUBIC", help="REPLICATE, BILINEAR, CUBIC or NONE")
+    a.add_argument("--bits", type=int, choices=(8, 12), default=8, help="grey images as 8 or 12 bits (default 8)")
+    a.add_argument("--no-presentation-lut", action="store_true",
+                   help="never send a Presentation LUT (some printers mishandle one)")
+    a.add_argument("--border-density", default="", help="BLACK, WHITE or hundredths of OD (default: the printer's)")
+    a.add_argument("--empty-density", default="", help="BLACK, WHITE or hundredths of OD (default: the printer's)")
+    a.add_argument("--resolution", default="", help="RequestedResolutionID: STANDARD or HIGH")
     a.add_argument("--min-density", type=int, default=None)
     a.add_argument("--max-density", type=int, default=None)
     a.add_argument("--timeout", type=float, default=30.0, metavar="S")
@@ -109,6 +115,8 @@ def printer_add(args) -> int:
         name=args.name, aet=args.aet, host=args.host, port=args.port, color=args.color, dpi=args.dpi,
         orientation=args.orientation, medium=args.medium, destination=args.destination,
         magnification=args.magnification, min_density=args.min_density, max_density=args.max_density,
+        bits=args.bits, presentation_lut=not args.no_presentation_lut, border_density=args.border_density,
+        empty_density=args.empty_density, resolution_id=args.resolution,
         network_timeout=args.timeout, **values,
     ))
     save_settings(home_folder(args.home), settings)

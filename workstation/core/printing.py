@@ -68,9 +68,13 @@ class PlannedFilm:
     def render(self) -> Film:
         images = [None if item is None else render_item(item, self.layout.boxes[n], self.printer.color,
                                                         annotate=self.annotate, true_size=self.true_size,
-                                                        film_mm_per_pixel=self.layout.mm_per_pixel)
+                                                        film_mm_per_pixel=self.layout.mm_per_pixel,
+                                                        bits=self.printer.bits)
                   for n, item in enumerate(self.items)]
-        return Film(self.display_format, self.film_size, self.orientation, images, magnification=self.magnification)
+        p = self.printer
+        return Film(self.display_format, self.film_size, self.orientation, images, magnification=self.magnification,
+                    border_density=p.border_density, empty_density=p.empty_density, trim=p.trim,
+                    resolution=p.resolution_id, configuration=p.configuration, smoothing=p.smoothing)
 
 
 def film_page(plan: PlannedFilm, film: Film | None = None, empty: int = 0) -> np.ndarray:
@@ -86,6 +90,8 @@ def film_page(plan: PlannedFilm, film: Film | None = None, empty: int = 0) -> np
             continue
         rows, columns = image.shape[:2]
         top, left = y + (h - rows) // 2, x + (w - columns) // 2
+        if image.dtype != np.uint8:   # 12-bit P-values: the page shows their top 8 bits
+            image = (image >> (plan.printer.bits - 8)).astype(np.uint8)
         page[top:top + rows, left:left + columns] = image
     return page
 
@@ -99,7 +105,7 @@ def simulate_density(page: np.ndarray, min_density: float = 0.2, max_density: fl
 
 
 def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool, *, annotate: bool = False,
-                true_size: bool = False, film_mm_per_pixel: float | None = None) -> np.ndarray:
+                true_size: bool = False, film_mm_per_pixel: float | None = None, bits: int = 8) -> np.ndarray:
     """One box's pixels: the frame through the display pipeline, fitted to the box."""
     try:
         source = ImageSource.open(item.path)
@@ -107,7 +113,7 @@ def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool, *,
         raise PrintSetupError(f"{Path(item.path).name} cannot be printed: {exc}") from None
     renderer = FrameRenderer(source, item.frame)
     return box_image(renderer, (box[2], box[3]), item.window, item.rotation, item.flip_horizontal, color,
-                     annotate=annotate, true_size=true_size, film_mm_per_pixel=film_mm_per_pixel)
+                     annotate=annotate, true_size=true_size, film_mm_per_pixel=film_mm_per_pixel, bits=bits)
 
 
 def planned_films(printer: Printer, items: Sequence[PrintItem], options: FilmOptions = FilmOptions()) -> list[PlannedFilm]:

@@ -93,6 +93,14 @@ class Printer:
     dpi: float = 300.0                 # the printer's resolution: the size of the pixels sent
     min_density: int | None = None     # hundredths of optical density; None: the printer's own
     max_density: int | None = None
+    bits: int = 8                      # grey images as 8 or 12 bits (Supports12Bit printers)
+    presentation_lut: bool = True      # send an IDENTITY Presentation LUT when the printer takes one
+    border_density: str = ""           # film box attributes sent when set ("" : the printer's default)
+    empty_density: str = ""
+    smoothing: str = ""
+    trim: str = ""
+    resolution_id: str = ""            # RequestedResolutionID: STANDARD or HIGH
+    configuration: str = ""            # ConfigurationInformation, printer-specific
     film_size: str = "14INX17IN"       # the defaults of a job
     display_format: str = "STANDARD\\2,2"
     orientation: str = "PORTRAIT"
@@ -122,6 +130,8 @@ class Printer:
         film_size_mm(self.film_size, self.orientation)
         if not 50 <= self.dpi <= 1200:
             raise PrintSetupError(f"printer {self.name}: a resolution of {self.dpi} dpi is not 50 to 1200")
+        if self.bits not in (8, 12):
+            raise PrintSetupError(f"printer {self.name}: grey images go as 8 or 12 bits, not {self.bits}")
         if not 1 <= int(self.copies) <= 99:
             raise PrintSetupError(f"printer {self.name}: copies must be 1 to 99")
 

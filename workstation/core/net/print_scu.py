@@ -1,7 +1,8 @@
 """The Print SCU (PS3.4 Annex H): Basic Grayscale (or Color) Print Management through its meta SOP
 class. A job is one association: N-GET of the Printer (a printer in FAILURE is not sent to), N-CREATE
 of the film session, then per film N-CREATE of the film box, one N-SET per image box with its own
-pixels, N-ACTION print and N-DELETE of the film box, and at the end N-DELETE of the session, also
+pixels (8-bit, or 12-bit grey for printers that take it; an IDENTITY Presentation LUT referenced when
+the printer takes that class), N-ACTION print and N-DELETE of the film box, and at the end N-DELETE of the session, also
 when a film fails (no session is left open on the printer). Warnings are kept and the job goes on;
 a failure stops it and says which film, which box and why. N-EVENT-REPORTs from the printer are
 handed to `on_event`. The film session's and film boxes' UIDs are ours (pynetdicom does not return
@@ -35,6 +36,7 @@ COLOR_IMAGE_BOX = "1.2.840.10008.5.1.1.4.1"
 PRINTER = "1.2.840.10008.5.1.1.16"
 PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
 PRINT_JOB = "1.2.840.10008.5.1.1.14"
+PRESENTATION_LUT = "1.2.840.10008.5.1.1.23"
 
 # PS3.4 H.4 and PS3.7 C: what the statuses of the print services mean, in words for the user
 STATUS_TEXT = {
@@ -110,6 +112,7 @@ class Film:
     trim: str = ""
     resolution: str = ""
     configuration: str = ""
+    smoothing: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,10 +185,14 @@ def _pixels(image: np.ndarray, color: bool) -> Dataset:
     else:
         item.SamplesPerPixel = 1
         item.PhotometricInterpretation = "MONOCHROME2"
-    item.BitsAllocated, item.BitsStored, item.HighBit, item.PixelRepresentation = 8, 8, 7, 0
+    deep = image.dtype != np.uint8      # 12-bit P-values in 16-bit words
+    if deep and color:
+        raise PrintError("colour images go as 8 bits")
+    item.BitsAllocated, item.BitsStored, item.HighBit = (16, 12, 11) if deep else (8, 8, 7)
+    item.PixelRepresentation = 0
     item.PixelAspectRatio = [1, 1]
-    data = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
-    expected = item.Rows * item.Columns * item.SamplesPerPixel
+    data = np.ascontiguousarray(image, dtype="<u2" if deep else np.uint8).tobytes()
+    expected = item.Rows * item.Columns * item.SamplesPerPixel * (2 if deep else 1)
     if len(data) != expected:   # printers take short pixel data without a word (PEERS.md): check here
         raise PrintError(f"an image of {len(data)} bytes for {item.Rows} x {item.Columns} pixels")
     item.PixelData = data + (b"\0" if len(data) % 2 else b"")
@@ -222,7 +229,8 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
             on_event(words)
         return 0x0000, None
 
-    with associate(printer.node(), own_aet, [meta], evt_handlers=[(evt.EVT_N_EVENT_REPORT, event)]) as assoc:
+    contexts = [meta] + ([PRESENTATION_LUT] if printer.presentation_lut and not printer.color else [])
+    with associate(printer.node(), own_aet, contexts, evt_handlers=[(evt.EVT_N_EVENT_REPORT, event)]) as assoc:
         _accepted(assoc, meta, printer)
         report.printer = _status(assoc, meta)
         if report.printer.status == "FAILURE":
@@ -240,6 +248,7 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
                 setattr(ds, keyword, value)
         _checked(lambda: assoc.send_n_create(ds, FILM_SESSION, session_uid, meta_uid=meta), report, assoc, printer, own_aet,
                  "the film session")
+        lut_uid = _presentation_lut(assoc, printer, own_aet, report)
         try:
             done = 0
             for number in range(1, len(films) + 1):
@@ -247,7 +256,7 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
                     cancel.raise_if_cancelled()
                 film = films[number - 1]
                 done = _print_film(assoc, meta, printer, own_aet, film, number, len(films), session_uid, report,
-                                   progress, done, total, cancel)
+                                   progress, done, total, cancel, lut_uid)
                 report.films += 1
         except PrintError as exc:
             exc.report = report
@@ -257,7 +266,22 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
                 status = assoc.send_n_delete(FILM_SESSION, session_uid, meta_uid=meta)
                 if not status or status.Status != 0x0000:
                     log.warning("the film session was not deleted: %s", status)
+                if lut_uid is not None:
+                    assoc.send_n_delete(PRESENTATION_LUT, lut_uid)
     return report
+
+
+def _presentation_lut(assoc, printer: Printer, own_aet: str, report: PrintReport) -> str | None:
+    """An IDENTITY Presentation LUT when the printer took its context: our pixels are P-values already
+    (the display pipeline's output), so the printer maps them to densities by its standard curve."""
+    if not any(c.abstract_syntax == PRESENTATION_LUT and c.result == 0 for c in assoc.accepted_contexts):
+        return None
+    uid = generate_uid()
+    ds = Dataset()
+    ds.PresentationLUTShape = "IDENTITY"
+    _checked(lambda: assoc.send_n_create(ds, PRESENTATION_LUT, uid), report, assoc, printer, own_aet,
+             "the presentation LUT")
+    return uid
 
 
 def _checked(request: Callable[[], object], report: PrintReport, assoc, printer: Printer, own_aet: str, what: str):
@@ -280,14 +304,15 @@ def _checked(request: Callable[[], object], report: PrintReport, assoc, printer:
 
 def _print_film(assoc, meta: str, printer: Printer, own_aet: str, film: Film, number: int, films: int,
                 session_uid: str, report: PrintReport, progress: Progress | None, done: int, total: int,
-                cancel: CancelToken | None) -> int:
+                cancel: CancelToken | None, lut_uid: str | None = None) -> int:
     name = f"film {number} of {films}"
     box_uid = generate_uid()
     ds = Dataset()
     ds.ImageDisplayFormat = film.display_format
     ds.FilmOrientation = film.orientation
     ds.FilmSizeID = film.film_size
-    for keyword, value in (("MagnificationType", film.magnification), ("BorderDensity", film.border_density),
+    for keyword, value in (("MagnificationType", film.magnification), ("SmoothingType", film.smoothing),
+                           ("BorderDensity", film.border_density),
                            ("EmptyImageDensity", film.empty_density), ("Trim", film.trim),
                            ("RequestedResolutionID", film.resolution),
                            ("ConfigurationInformation", film.configuration)):
@@ -301,6 +326,11 @@ def _print_film(assoc, meta: str, printer: Printer, own_aet: str, film: Film, nu
     reference.ReferencedSOPClassUID = FILM_SESSION
     reference.ReferencedSOPInstanceUID = session_uid
     ds.ReferencedFilmSessionSequence = DicomSequence([reference])
+    if lut_uid is not None:
+        lut = Dataset()
+        lut.ReferencedSOPClassUID = PRESENTATION_LUT
+        lut.ReferencedSOPInstanceUID = lut_uid
+        ds.ReferencedPresentationLUTSequence = DicomSequence([lut])
     attrs = _checked(lambda: assoc.send_n_create(ds, FILM_BOX, box_uid, meta_uid=meta), report, assoc, printer, own_aet,
                      f"{name} ({film.display_format}, {film.film_size} {film.orientation.lower()})")
     boxes = list(getattr(attrs, "ReferencedImageBoxSequence", None) or []) if attrs is not None else []

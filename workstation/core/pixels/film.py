@@ -53,8 +53,9 @@ def fitted_size(rows: int, columns: int, box_width: int, box_height: int, aspect
 
 
 def resample(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
-    """Bilinear resampling of an 8-bit grey (rows, columns) or RGB (rows, columns, 3) image, pixel
-    centres to pixel centres; a shrink first averages blocks so no detail aliases."""
+    """Bilinear resampling of a grey (rows, columns) or RGB (rows, columns, 3) image of uint8 (or
+    uint16 P-values), pixel centres to pixel centres; a shrink first averages blocks so no detail
+    aliases. The result has the input's type."""
     src = image.astype(np.float32)
     factor = min(src.shape[0] // rows, src.shape[1] // columns)
     if factor >= 2:   # an integer box filter down to at most twice the target, then bilinear
@@ -74,7 +75,8 @@ def resample(image: np.ndarray, rows: int, columns: int) -> np.ndarray:
         fy, fx = fy[..., None], fx[..., None]
     top = src[y0][:, x0] * (1 - fx) + src[y0][:, x1] * fx
     bottom = src[y1][:, x0] * (1 - fx) + src[y1][:, x1] * fx
-    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255).astype(np.uint8)
+    most = 255 if image.dtype == np.uint8 else int(np.iinfo(image.dtype).max)
+    return np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, most).astype(image.dtype)
 
 
 def oriented(image: np.ndarray, rotation: int = 0, flip_horizontal: bool = False) -> np.ndarray:
@@ -87,7 +89,7 @@ def oriented(image: np.ndarray, rotation: int = 0, flip_horizontal: bool = False
 
 def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | None = None, rotation: int = 0,
               flip_horizontal: bool = False, color: bool = False, *, annotate: bool = False,
-              true_size: bool = False, film_mm_per_pixel: float | None = None) -> np.ndarray:
+              true_size: bool = False, film_mm_per_pixel: float | None = None, bits: int = 8) -> np.ndarray:
     """What an image box of (width, height) printer pixels receives: the frame rendered with the
     window (None: the file's own), turned and flipped as shown, as large as fits with its shape kept
     (pixel spacing's aspect included); grey 8-bit, or RGB when `color` (grey images as RGB too).
@@ -96,8 +98,9 @@ def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | No
     printer pixel), refused in words when the image has no pixel spacing or would not fit the box.
     `annotate`: the patient, study date, series and image numbers burnt in, and a ruler in mm with
     the printed size factor when the spacing is in the patient (or at the detector, said so) and
-    `film_mm_per_pixel` is given."""
-    display = renderer.render(window)
+    `film_mm_per_pixel` is given. `bits` 12: grey P-values 0..4095 (uint16) for a 12-bit printer."""
+    deep = bits > 8 and not color and not renderer.is_color
+    display = renderer.render_bits(window, bits) if deep else renderer.render(window)
     aspect = 1.0
     info = renderer.spacing
     spaced = info is not None and bool(info.row_mm and info.column_mm and info.row_mm > 0 and info.column_mm > 0)
@@ -123,7 +126,16 @@ def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | No
             ruler = (pitch[0] * display.shape[0] / rows, film_mm_per_pixel)
             note = "at detector" if info.kind == "detector" else ""
         top, bottom = _corner_texts(renderer)
-        image = burn_in(image, top, bottom, ruler, ruler_note=note or "")
+        if deep:   # drawn on an 8-bit copy; the pixels the text and ruler changed take its values
+            shallow = (image >> (bits - 8)).astype(np.uint8)
+            burnt = burn_in(shallow, top, bottom, ruler, ruler_note=note or "")
+            changed = burnt != shallow
+            image = image.copy()
+            image[changed] = (burnt[changed].astype(np.uint32) * ((1 << bits) - 1) // 255).astype(np.uint16)
+        else:
+            image = burn_in(image, top, bottom, ruler, ruler_note=note or "")
+    if bits > 8 and not color and not deep:   # a colour source on a 12-bit grey printer: its luminance
+        image = (image.astype(np.uint32) * ((1 << bits) - 1) // 255).astype(np.uint16)
     return image
 
 

@@ -15,7 +15,7 @@ from workstation.core.dicom.geometry import SpacingInfo, patient_orientation
 from .image import ImageSource, ModalityTransform
 from .overlays import Overlay
 from .shutters import Shutter, shutter_mask
-from .voi import VoiLut, Window, full_range_window, window_to_uint8
+from .voi import VoiLut, Window, full_range_window, window_to_bits, window_to_uint8
 
 MAX_TABLE = 1 << 16
 """Largest stored-value span mapped through a table; wider (32-bit, float) frames are windowed directly."""
@@ -151,6 +151,26 @@ class FrameRenderer:
         out = self._render(window)
         if self._shuttered is not None:
             out[self._shuttered] = self.shutter.grey if self.shutter is not None else 0
+        return out
+
+    def render_bits(self, window: Window | None = None, bits: int = 12) -> np.ndarray:
+        """A grey frame as `bits`-bit P-values (uint16, 0..2^bits-1), for printers that take 12 bits:
+        the same VOI as `render` without its rounding to 8 bits (a VOI LUT Sequence's output is scaled
+        from its 8-bit rendering). Colour frames raise ValueError."""
+        if self._rgb is not None:
+            raise ValueError("a colour image has no grey P-values")
+        top = (1 << bits) - 1
+        if window is None and self.voi_luts:
+            out = (self._apply_lut(self.voi_luts[0]).astype(np.uint32) * top // 255).astype(np.uint16)
+        else:
+            window = window or self.default_window
+            if self._index is not None:
+                out = np.take(window_to_bits(self._inputs, window, bits, self.invert), self._index)
+            else:
+                out = window_to_bits(self._values, window, bits, self.invert)
+        if self._shuttered is not None:
+            grey = self.shutter.grey if self.shutter is not None else 0
+            out[self._shuttered] = grey * top // 255
         return out
 
     def _render(self, window: Window | None) -> np.ndarray:

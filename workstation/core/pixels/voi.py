@@ -76,6 +76,15 @@ def window_to_uint8(x: np.ndarray, window: Window, invert: bool = False) -> np.n
     return y
 
 
+def window_to_bits(x: np.ndarray, window: Window, bits: int, invert: bool = False) -> np.ndarray:
+    """Window modality values to 0..2^bits-1 (rounded) as uint16: a 12-bit P-value image for film."""
+    top = float((1 << bits) - 1)
+    y = np.clip(np.rint(window_values(x, window, 0.0, top)), 0, top).astype(np.uint16)
+    if invert:
+        np.subtract(np.uint16(top), y, out=y)
+    return y
+
+
 def voi_lut_uint8(values_min: int, values_max: int, window: Window, invert: bool) -> np.ndarray:
     """A uint8 table for the integer inputs values_min..values_max: entry i is input values_min + i."""
     if values_max < values_min:

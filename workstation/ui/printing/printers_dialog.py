@@ -41,6 +41,8 @@ class PrintersDialog(QDialog):
         self.dpi.setRange(50, 1200)
         self.dpi.setValue(300)
         self.dpi.setSuffix(" dpi")
+        self.bits = QComboBox()
+        self.bits.addItems(["8", "12"])
         self.film_size = QLineEdit("14INX17IN")
         self.display_format = QLineEdit("STANDARD\\2,2")
         self.medium = QComboBox()
@@ -49,7 +51,7 @@ class PrintersDialog(QDialog):
         form = QFormLayout()
         for label, widget in (("Name", self.name), ("AE title", self.aet), ("Host", self.host), ("Port", self.port),
                               ("", self.color), ("Film sizes", self.sizes), ("Formats", self.formats),
-                              ("Resolution", self.dpi), ("Default film", self.film_size),
+                              ("Resolution", self.dpi), ("Grey bits", self.bits), ("Default film", self.film_size),
                               ("Default format", self.display_format), ("Medium", self.medium)):
             form.addRow(label, widget)
         self.result = QLabel("")
@@ -92,6 +94,7 @@ class PrintersDialog(QDialog):
         self.sizes.setText(", ".join(p.film_sizes))
         self.formats.setText("; ".join(p.formats))
         self.dpi.setValue(p.dpi)
+        self.bits.setCurrentText(str(p.bits))
         self.film_size.setText(p.film_size)
         self.display_format.setText(p.display_format)
         self.medium.setCurrentText(p.medium)
@@ -101,7 +104,7 @@ class PrintersDialog(QDialog):
                        color=self.color.isChecked(),
                        film_sizes=tuple(s.strip() for s in self.sizes.text().split(",") if s.strip()),
                        formats=tuple(f.strip() for f in self.formats.text().split(";") if f.strip()),
-                       dpi=self.dpi.value(), film_size=self.film_size.text().strip(),
+                       dpi=self.dpi.value(), bits=int(self.bits.currentText()), film_size=self.film_size.text().strip(),
                        display_format=self.display_format.text().strip(), medium=self.medium.currentText())
 
     def save(self) -> Printer | None:
