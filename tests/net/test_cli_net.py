@@ -402,6 +402,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_start(tmp_path, samples):
+    import os
     import signal
     import subprocess
 
@@ -409,11 +410,13 @@ def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_star
 
     home = tmp_path / "h"
     first = _Listening(home, free_port())
-    # 170 instances, so the push is still going when the workstation stops (28 could all be committed
-    # before the stop, leaving nothing staged: seen once in a full run)
-    push = subprocess.Popen([dcmtk("storescu"), "+sd", "+r", "-aec", "WORKSTATION", "127.0.0.1", str(first.port),
+    # 170 instances, five times over, so the push is still going when the workstation stops (28 could
+    # all be committed before the stop, leaving nothing staged: seen once in a full run; one pass of
+    # 170 was over before the stop once on a loaded machine)
+    push = subprocess.Popen(["sh", "-c", 'for i in 1 2 3 4 5; do "$0" "$@" || exit 1; done', dcmtk("storescu"),
+                             "+sd", "+r", "-aec", "WORKSTATION", "127.0.0.1", str(first.port),
                              str(samples / "dcm_qa_ct/In")], env=peer_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_until(lambda: any(line.startswith("received") for line in first.out), 30, "the first instance")
         # the workstation stops committing: its receivers stage the next instance and wait for the commit
@@ -432,7 +435,7 @@ def test_a_workstation_killed_while_receiving_leaves_nothing_after_the_next_star
         # its receivers die with it (PR_SET_PDEATHSIG); a process gone or a zombie holds no lock
         wait_until(lambda: all(_gone(pid) for pid in receivers), 20, "the killed workstation's receivers")
     finally:
-        push.kill()
+        os.killpg(push.pid, signal.SIGKILL)   # the loop and the storescu it runs
         push.wait()
     assert all(p.exists() for p in staged), "nothing was left behind to clean: the test proves nothing"
     third = _Listening(home, free_port())
