@@ -105,3 +105,24 @@ def test_a_series_dragged_from_the_strip_fills_boxes_and_options_reach_the_films
     # the printer does not answer: its status says so in words, and the window is not held up
     qtbot.waitUntil(lambda: "refused" in composer.printer_state.text() or "answer" in composer.printer_state.text(),
                     timeout=20000)
+
+
+def test_a_print_job_in_the_queue_shows_where_it_is_the_printers_events_and_can_be_retried(qtbot, make_window, samples):
+    from tests.peers import running
+    from tests.print_peer import FakePrinter
+    from workstation.core.printing import FilmOptions, items_of
+    from workstation.services.transfer_queue import FAILED
+
+    window = make_window()
+    paths = sorted((samples / GE).glob("*.dcm"))[:5]
+    with running(FakePrinter(color=False, send_event_reports=True, fail_on_set=3)) as peer:
+        printer = Printer("grey", peer.aet, "127.0.0.1", peer.port, dpi=100)
+        queue = window.network.queue
+        failed = queue.print(printer, items_of(map(str, paths)), FilmOptions(display_format="STANDARD\\2,2"))
+        qtbot.waitUntil(lambda: failed.finished, timeout=30000)
+        assert failed.state == FAILED and failed.error.startswith("film 1 of 2, box 3")
+        retried = failed.retry()                        # the printer's one failure is spent: now it prints
+        qtbot.waitUntil(lambda: retried.finished, timeout=30000)
+        assert retried.state == DONE and retried.events == ["printer NORMAL", "printer NORMAL"]
+        assert retried.status_text() == "2 films, 5 images printed: printer NORMAL; printer NORMAL"
+        assert peer.open_sessions == []

@@ -74,6 +74,8 @@ class Transfer(QObject):
         self.job: Job | None = None
         self.ticket: Ticket | None = None   # its place in the queue
         self.retried_by: Transfer | None = None
+        self.detail = ""                    # where a running job is ("film 2 of 3")
+        self.events: list[str] = []         # a printer's event reports
         self._samples: deque[tuple[float, int]] = deque()
 
     @property
@@ -104,7 +106,9 @@ class Transfer(QObject):
         if self.state == QUEUED:
             return "waiting"
         if self.state == RUNNING:
-            return f"{self.done} of {self.total}" if self.total else "starting…"
+            where = f"{self.detail}; " if self.detail else ""
+            event = f" ({self.events[-1]})" if self.events else ""
+            return (f"{where}{self.done} of {self.total}" if self.total else "starting…") + event
         if self.state == CANCELLED:
             return f"cancelled after {self.done} of {self.total}" if self.total else "cancelled"
         if self.state == FAILED:
@@ -119,8 +123,8 @@ class Transfer(QObject):
             return f"{report.sent} sent in {report.seconds:.1f} s"
         if isinstance(report, PrintReport):
             films = f"{report.films} film{'s' if report.films != 1 else ''}"
-            return f"{films}, {report.images} images {report.status}" + (
-                f": {'; '.join(report.warnings)}" if report.warnings else "")
+            notes = report.warnings + report.events
+            return f"{films}, {report.images} images {report.status}" + (f": {'; '.join(notes)}" if notes else "")
         return "done"
 
     # --- updates from the job (GUI thread) ----------------------------------------------------
@@ -130,9 +134,12 @@ class Transfer(QObject):
         if what == "started":
             self.state = RUNNING
         elif what == "progress":
-            _, self.done, self.total, self.bytes = item
+            _, self.done, self.total, self.bytes, *detail = item
+            self.detail = detail[0] if detail else self.detail
             self.state = RUNNING
             self._sample()
+        elif what == "event":   # a printer's N-EVENT-REPORT, in words
+            self.events.append(item[1])
         elif what == "report" and item[1] is not None:
             self.report = report = item[1]   # what a cancelled transfer had done by then
             if isinstance(report, RetrieveReport):
@@ -319,15 +326,15 @@ class TransferQueue(QObject):
         transfer = Transfer(self, "print", printer.node(), "", None, None,
                             description or f"{len(items)} image{'s' if len(items) != 1 else ''} to film", priority)
         transfer.print_job = (printer, list(items), options)
-        events: list[str] = []
 
         def work(progress, cancel, publish) -> PrintReport:
             publish(("started",))
 
             def on_progress(done: int, total: int, message: str) -> None:
-                publish(("progress", done, total, 0))
+                publish(("progress", done, total, 0, message.split(":")[0]))   # "film 2 of 3"
 
-            return print_job(printer, own, items, options, on_progress, cancel, on_event=events.append)
+            return print_job(printer, own, items, options, on_progress, cancel,
+                             on_event=lambda words: publish(("event", words)))
 
         group = f"print:{printer.name}"
         self.scheduler.group_limits.setdefault(group, 1)
