@@ -164,32 +164,15 @@ class MainWindow(QMainWindow):
             view_menu.addAction(self.transfers_dock.toggleViewAction())
 
     def edit_printers(self):
-        from workstation.ui.printing.printers_dialog import PrintersDialog
+        from workstation.ui.printing.launch import edit_printers
 
-        dialog = PrintersDialog(self.network, self)
-        dialog.setModal(True)
-        dialog.finished.connect(lambda _: self.composer is not None and self.composer.refresh_printers())
-        dialog.show()
-        return dialog
+        return edit_printers(self)
 
     def open_composer(self, viewer=None):
-        """The film composer (one per window), its images from `viewer`; opened from a viewer with
-        nothing in it yet, it starts with that viewer's current image."""
-        if self.network is None:
-            return None
-        from workstation.ui.printing.composer import PrintComposer
-        from workstation.ui.viewer.print_source import ViewerPrintSource
+        """The film composer (one per window), its images from `viewer` (ui/printing/launch.py)."""
+        from workstation.ui.printing.launch import open_composer
 
-        if self.composer is None:
-            self.composer = PrintComposer(lambda: self.network.settings, self.network, self.network.runner,
-                                          parent=self)
-            self.composer.status_changed.connect(self.show_status)
-        self.composer.set_source(ViewerPrintSource(viewer) if viewer is not None else None)
-        if viewer is not None and not self.composer.model.items:
-            self.composer.add_from("current")
-        self.composer.show()
-        self.composer.raise_()
-        return self.composer
+        return open_composer(self, viewer)
 
     def edit_nodes(self) -> NodesDialog:
         dialog = NodesDialog(self.network, self)
