@@ -6,6 +6,9 @@ dcmprscp on loopback, medians of several runs, beside its two parts measured in 
                N-SETs, N-ACTION, N-DELETEs; target < 3 s.
   rendering    the same film's boxes rendered alone.
   sending      the same job with its film rendered beforehand: the transfer alone.
+  window       the same job from the window's print queue (Qt offscreen): from Print to the
+               transfer done, and the longest the event loop went without serving a 5 ms timer
+               meanwhile (the window's responsiveness; a frame at 60 Hz is 17 ms).
 
     .venv/bin/python benchmarks/bench_print.py [--runs 5]
 """
@@ -25,6 +28,51 @@ sys.path.insert(0, str(ROOT))
 from tests.peers import PrintSCP, running  # noqa: E402
 
 GE = SAMPLES / "dcm_qa_ct" / "In" / "GE"
+
+
+def window_runs(printer, items, options, runs: int) -> tuple[list[float], list[float]]:
+    """The job through the window's print queue; the event loop's longest gap while it runs."""
+    import os
+    import shutil
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from workstation.app import build, shutdown
+    from workstation.core.settings import Settings, save_settings
+    from workstation.services.transfer_queue import DONE
+
+    app = QApplication.instance() or QApplication([])
+    home = Path(tempfile.mkdtemp(prefix="bench-print-home-"))
+    from tests.peers import free_port
+
+    save_settings(home, Settings(port=free_port(), printers=[printer]))
+    window, services = build(home)
+    window.show()
+    totals, stalls = [], []
+    try:
+        for _ in range(runs):
+            ticks: list[float] = []
+            timer = QTimer()
+            timer.setInterval(5)
+            timer.timeout.connect(lambda t=ticks: t.append(time.perf_counter()))
+            timer.start()
+            start = time.perf_counter()
+            transfer = window.network.queue.print(printer, items, options)
+            while not transfer.finished:
+                app.processEvents()
+                time.sleep(0.001)
+            totals.append(time.perf_counter() - start)
+            timer.stop()
+            assert transfer.state == DONE, transfer.status_text()
+            gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+            stalls.append(max(gaps) if gaps else 0.0)
+    finally:
+        window.close()
+        shutdown(services)
+        shutil.rmtree(home, ignore_errors=True)
+    return totals, stalls
 
 
 def main() -> None:
@@ -58,6 +106,7 @@ def main() -> None:
             print_films(printer, "WORKSTATION", films)
             figures["sending"].append(time.perf_counter() - start)
         box = films[0].images[0].shape
+        figures["window"], figures["stall"] = window_runs(printer, items, options, args.runs)
     m = {k: median(v) for k, v in figures.items()}
     rows = [
         ("end to end: plan, render, send, print", f"{m['end to end']:.2f} s", "< 3 s", f"{m['end to end'] / 3:.2f}x",
@@ -65,6 +114,9 @@ def main() -> None:
         ("rendering the 20 boxes", f"{m['rendering']:.2f} s", "", f"{m['rendering'] / m['end to end']:.2f} of it", ""),
         ("sending them (the transfer)", f"{m['sending']:.2f} s", "", f"{m['sending'] / m['end to end']:.2f} of it",
          f"{20 * box[0] * box[1] / 2**20:.0f} MiB of pixels"),
+        ("from the window's print queue", f"{m['window']:.2f} s", "< 3 s", f"{m['window'] / 3:.2f}x", ""),
+        ("longest event-loop stall meanwhile", f"{m['stall'] * 1000:.0f} ms", "", "",
+         "a 60 Hz frame: 17 ms"),
     ]
     print(f"\nmedians of {args.runs} runs; 20 CT slices 512x512 on a 4x5 film, 14INX17IN at 300 dpi, boxes of "
           f"{box[1]} x {box[0]} px, dcmprscp on loopback\n")

@@ -114,15 +114,18 @@ def test_a_print_job_in_the_queue_shows_where_it_is_the_printers_events_and_can_
     from workstation.services.transfer_queue import FAILED
 
     window = make_window()
-    paths = sorted((samples / GE).glob("*.dcm"))[:5]
-    with running(FakePrinter(color=False, send_event_reports=True, fail_on_set=3)) as peer:
+    paths = sorted((samples / GE).glob("*.dcm"))[:8]
+    with running(FakePrinter(color=False, send_event_reports=True, fail_on_set=7)) as peer:
         printer = Printer("grey", peer.aet, "127.0.0.1", peer.port, dpi=100)
         queue = window.network.queue
         failed = queue.print(printer, items_of(map(str, paths)), FilmOptions(display_format="STANDARD\\2,2"))
         qtbot.waitUntil(lambda: failed.finished, timeout=30000)
-        assert failed.state == FAILED and failed.error.startswith("film 1 of 2, box 3")
-        retried = failed.retry()                        # the printer's one failure is spent: now it prints
+        assert failed.state == FAILED and failed.error.startswith("film 2 of 2, box 3")
+        assert failed.printed_films == 1 and failed.events == ["printer NORMAL"]
+        retried = failed.retry()          # the first film was printed: only the second is sent again
         qtbot.waitUntil(lambda: retried.finished, timeout=30000)
-        assert retried.state == DONE and retried.events == ["printer NORMAL", "printer NORMAL"]
-        assert retried.status_text() == "2 films, 5 images printed: printer NORMAL; printer NORMAL"
-        assert peer.open_sessions == []
+        assert retried.state == DONE and retried.status_text() == "1 film, 4 images printed: printer NORMAL"
+        assert [f["printed"] for f in peer.films] == [True, False, True] and peer.open_sessions == []
+        sent_again = [b["array"] for b in peer.films[2]["boxes"]]
+        first_time = [b["array"] for b in peer.films[1]["boxes"]]
+        np.testing.assert_array_equal(sent_again[0], first_time[0])   # film 2's first box, now printed

@@ -172,7 +172,8 @@ def _items(args, window):
                 raise CommandError(f"the cache holds no study {args.study}")
         paths = [i.path for uid in series for i in cache.instances(uid)]
     if not paths:
-        raise CommandError(f"the cache holds no images of series {args.series}")
+        what = f"series {args.series}" if args.series else f"study {args.study}"
+        raise CommandError(f"the cache holds no images of {what}")
     return items_of(paths, window)
 
 
@@ -200,8 +201,13 @@ def print_images(args) -> int:
     from workstation.core.net.print_scu import PrintError
 
     try:
-        report = print_job(printer, settings.ae_title, items, options, progress=progress,
-                           on_event=lambda words: print(f"warning: {words}", file=sys.stderr))
+        try:
+            report = print_job(printer, settings.ae_title, items, options, progress=progress,
+                               on_event=lambda words: print(f"\nprinter: {words}" if sys.stderr.isatty()
+                                                            else f"printer: {words}", file=sys.stderr))
+        finally:
+            if sys.stderr.isatty():
+                print(file=sys.stderr)   # ends the progress line
     except PrintError as exc:
         done = exc.report
         if done is None or not done.films:

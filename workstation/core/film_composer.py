@@ -15,22 +15,22 @@ from workstation.core.printing import FilmOptions, PlannedFilm, PrintItem, plann
 
 
 def item_of(ref: FrameRef, window: Window | None = None, rotation: int = 0, flip_horizontal: bool = False,
-            flip_vertical: bool = False, series: str = "") -> PrintItem:
+            flip_vertical: bool = False, series: str = "", invert: bool = False) -> PrintItem:
     """A frame as a viewport shows it (a vertical flip after turning is a half turn more and a
     horizontal flip); `series` names its series in the composer's list."""
     if flip_vertical:
         rotation, flip_horizontal = rotation + 2, not flip_horizontal
     number = f"Im {ref.InstanceNumber}" if ref.InstanceNumber is not None else ref.SOPInstanceUID[-8:]
     label = f"{series} {number}".strip() + (f" frame {ref.frame + 1}" if ref.frame else "")
-    return PrintItem(ref.path, ref.frame, window, rotation % 4, flip_horizontal, label)
+    return PrintItem(ref.path, ref.frame, window, rotation % 4, flip_horizontal, label, invert)
 
 
 def every_nth(frames: Sequence[FrameRef], first: int, last: int, step: int, window: Window | None = None,
               rotation: int = 0, flip_horizontal: bool = False, flip_vertical: bool = False,
-              series: str = "") -> list[PrintItem]:
+              series: str = "", invert: bool = False) -> list[PrintItem]:
     """Frames first..last (1-based, both included) every `step`th, as print items."""
     first, last = max(1, first), min(len(frames), last)
-    return [item_of(f, window, rotation, flip_horizontal, flip_vertical, series)
+    return [item_of(f, window, rotation, flip_horizontal, flip_vertical, series, invert)
             for f in frames[first - 1:last:max(1, step)]]
 
 
@@ -46,7 +46,7 @@ class FilmComposer:
     def set_printer(self, printer: Printer | None) -> None:
         self.printer = printer
         if printer is not None:   # a size or format this printer does not take goes back to its own
-            values = {}
+            values = {"medium": "", "orientation": "", "copies": 0}   # the new printer's defaults
             if self.options.film_size and self.options.film_size not in printer.film_sizes:
                 values["film_size"] = ""
             if self.options.display_format and self.options.display_format not in printer.formats:

@@ -30,6 +30,7 @@ class PrintItem:
     rotation: int = 0                # quarter turns clockwise
     flip_horizontal: bool = False
     label: str = ""                  # how the composer lists it ("Se 2 Im 14, brain")
+    invert: bool = False             # shown inverted (the viewer's I)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ class PlannedFilm:
                                                         bits=self.printer.bits)
                   for n, item in enumerate(self.items)]
         p = self.printer
-        return Film(self.display_format, self.film_size, self.orientation, images, magnification=self.magnification,
+        # at true size the images are sent at the printer's own pixels and must not be magnified
+        magnification = "NONE" if self.true_size else self.magnification
+        return Film(self.display_format, self.film_size, self.orientation, images, magnification=magnification,
                     border_density=p.border_density, empty_density=p.empty_density, trim=p.trim,
                     resolution=p.resolution_id, configuration=p.configuration, smoothing=p.smoothing)
 
@@ -113,7 +116,8 @@ def render_item(item: PrintItem, box: tuple[int, int, int, int], color: bool, *,
         raise PrintSetupError(f"{Path(item.path).name} cannot be printed: {exc}") from None
     renderer = FrameRenderer(source, item.frame)
     return box_image(renderer, (box[2], box[3]), item.window, item.rotation, item.flip_horizontal, color,
-                     annotate=annotate, true_size=true_size, film_mm_per_pixel=film_mm_per_pixel, bits=bits)
+                     annotate=annotate, true_size=true_size, film_mm_per_pixel=film_mm_per_pixel, bits=bits,
+                     invert=item.invert)
 
 
 def planned_films(printer: Printer, items: Sequence[PrintItem], options: FilmOptions = FilmOptions()) -> list[PlannedFilm]:

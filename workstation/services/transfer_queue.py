@@ -20,15 +20,15 @@ from workstation.core.cache import Cache, QueryFilter
 from workstation.core.dicom.dates import iso_date
 from workstation.core.model import Study
 from workstation.core.model.node import Node
-from workstation.core.model.printer import Printer
+from workstation.core.model.printer import Printer, box_count
 from workstation.core.net.preview import fetch_preview
-from workstation.core.net.print_scu import PrintReport
+from workstation.core.net.print_scu import PrintError, PrintReport
 from workstation.core.net.retrieve import RetrieveReport, retrieve
 from workstation.core.net.send import SendReport, instances_to_send, send
 from workstation.core.net.storage_scp import StorageServer
 from workstation.core.pixels.image import ImageSource
 from workstation.core.pixels.render import thumbnail
-from workstation.core.printing import FilmOptions, PrintItem, print_job
+from workstation.core.printing import FilmOptions, PrintItem, planned_films, print_job
 from workstation.core.scheduling import Priority, Scheduler, Ticket
 from workstation.core.settings import Settings
 from workstation.core.tasks import Cancelled
@@ -75,6 +75,7 @@ class Transfer(QObject):
         self.ticket: Ticket | None = None   # its place in the queue
         self.retried_by: Transfer | None = None
         self.detail = ""                    # where a running job is ("film 2 of 3")
+        self.printed_films = 0              # a failed print job's films printed before the failure
         self.events: list[str] = []         # a printer's event reports
         self._samples: deque[tuple[float, int]] = deque()
 
@@ -140,6 +141,8 @@ class Transfer(QObject):
             self._sample()
         elif what == "event":   # a printer's N-EVENT-REPORT, in words
             self.events.append(item[1])
+        elif what == "printed":  # films a failed print job printed before it stopped
+            self.printed_films = item[1]
         elif what == "report" and item[1] is not None:
             self.report = report = item[1]   # what a cancelled transfer had done by then
             if isinstance(report, RetrieveReport):
@@ -333,8 +336,12 @@ class TransferQueue(QObject):
             def on_progress(done: int, total: int, message: str) -> None:
                 publish(("progress", done, total, 0, message.split(":")[0]))   # "film 2 of 3"
 
-            return print_job(printer, own, items, options, on_progress, cancel,
-                             on_event=lambda words: publish(("event", words)))
+            try:
+                return print_job(printer, own, items, options, on_progress, cancel,
+                                 on_event=lambda words: publish(("event", words)))
+            except PrintError as exc:   # what was printed before: a retry sends only the rest
+                publish(("printed", exc.report.films if exc.report is not None else 0))
+                raise
 
         group = f"print:{printer.name}"
         self.scheduler.group_limits.setdefault(group, 1)
@@ -365,7 +372,11 @@ class TransferQueue(QObject):
 
     def _retry(self, old: Transfer) -> Transfer:
         if old.kind == "print" and old.print_job is not None:
-            return self.print(*old.print_job, description=old.description, priority=old.priority)
+            printer, items, options = old.print_job
+            if old.printed_films and old.state == FAILED:   # the films printed before the failure are not sent again
+                per_film = box_count(planned_films(printer, items, options)[0].display_format)
+                items = items[old.printed_films * per_film:]
+            return self.print(printer, items, options, description=old.description, priority=old.priority)
         if old.kind == "retrieve":
             return self.retrieve(old.node, old.study_uid, old.series_uids, old.method, old.description,
                                  old.priority)

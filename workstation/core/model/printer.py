@@ -126,6 +126,11 @@ class Printer:
         for size in (*self.film_sizes, self.film_size):
             film_size_mm(size)
         object.__setattr__(self, "display_format", display_format(self.display_format))
+        # a job's defaults come from what the printer takes: a default outside its lists is its first
+        if self.formats and self.display_format not in self.formats:
+            object.__setattr__(self, "display_format", self.formats[0])
+        if self.film_sizes and self.film_size.upper() not in self.film_sizes:
+            object.__setattr__(self, "film_size", self.film_sizes[0])
         object.__setattr__(self, "orientation", self.orientation.upper())
         film_size_mm(self.film_size, self.orientation)
         if not 50 <= self.dpi <= 1200:

@@ -37,6 +37,7 @@ PRINTER = "1.2.840.10008.5.1.1.16"
 PRINTER_INSTANCE = "1.2.840.10008.5.1.1.17"
 PRINT_JOB = "1.2.840.10008.5.1.1.14"
 PRESENTATION_LUT = "1.2.840.10008.5.1.1.23"
+LITTLE_ENDIAN = ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]   # explicit, implicit VR little endian
 
 # PS3.4 H.4 and PS3.7 C: what the statuses of the print services mean, in words for the user
 STATUS_TEXT = {
@@ -229,7 +230,9 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
             on_event(words)
         return 0x0000, None
 
-    contexts = [meta] + ([PRESENTATION_LUT] if printer.presentation_lut and not printer.color else [])
+    # little endian only: 12-bit pixels are packed as little-endian words
+    contexts = [(meta, LITTLE_ENDIAN)] + ([(PRESENTATION_LUT, LITTLE_ENDIAN)]
+                                         if printer.presentation_lut and not printer.color else [])
     with associate(printer.node(), own_aet, contexts, evt_handlers=[(evt.EVT_N_EVENT_REPORT, event)]) as assoc:
         _accepted(assoc, meta, printer)
         report.printer = _status(assoc, meta)
@@ -248,8 +251,9 @@ def print_films(printer: Printer, own_aet: str, films: Sequence[Film], session: 
                 setattr(ds, keyword, value)
         _checked(lambda: assoc.send_n_create(ds, FILM_SESSION, session_uid, meta_uid=meta), report, assoc, printer, own_aet,
                  "the film session")
-        lut_uid = _presentation_lut(assoc, printer, own_aet, report)
+        lut_uid = None
         try:
+            lut_uid = _presentation_lut(assoc, printer, own_aet, report)
             done = 0
             for number in range(1, len(films) + 1):
                 if cancel is not None:
@@ -290,7 +294,7 @@ def _checked(request: Callable[[], object], report: PrintReport, assoc, printer:
     answer = request()
     status, attrs = answer if isinstance(answer, tuple) else (answer, None)
     if not status or "Status" not in status:
-        raise PrintError(f"{what}: " + no_answer_text(assoc, printer.node(), own_aet, "the printer's request", since))
+        raise PrintError(f"{what}: " + no_answer_text(assoc, printer.node(), own_aet, "our request", since))
     code = int(status.Status)
     comment = str(status.get("ErrorComment", "") or "").strip()
     if code == 0x0000:

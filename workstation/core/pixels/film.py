@@ -89,7 +89,8 @@ def oriented(image: np.ndarray, rotation: int = 0, flip_horizontal: bool = False
 
 def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | None = None, rotation: int = 0,
               flip_horizontal: bool = False, color: bool = False, *, annotate: bool = False,
-              true_size: bool = False, film_mm_per_pixel: float | None = None, bits: int = 8) -> np.ndarray:
+              true_size: bool = False, film_mm_per_pixel: float | None = None, bits: int = 8,
+              invert: bool = False) -> np.ndarray:
     """What an image box of (width, height) printer pixels receives: the frame rendered with the
     window (None: the file's own), turned and flipped as shown, as large as fits with its shape kept
     (pixel spacing's aspect included); grey 8-bit, or RGB when `color` (grey images as RGB too).
@@ -101,6 +102,8 @@ def box_image(renderer: FrameRenderer, box: tuple[int, int], window: Window | No
     `film_mm_per_pixel` is given. `bits` 12: grey P-values 0..4095 (uint16) for a 12-bit printer."""
     deep = bits > 8 and not color and not renderer.is_color
     display = renderer.render_bits(window, bits) if deep else renderer.render(window)
+    if invert:   # as the viewer shows it inverted
+        display = (((1 << bits) - 1) if deep else 255) - display
     aspect = 1.0
     info = renderer.spacing
     spaced = info is not None and bool(info.row_mm and info.column_mm and info.row_mm > 0 and info.column_mm > 0)

@@ -244,8 +244,10 @@ class PrintComposer(QDialog):
 
     def _fill_choices(self) -> None:
         printer = self.model.printer
-        for box in (self.size_box, self.format_box):
+        widgets = (self.size_box, self.format_box, self.orientation_box, self.medium_box, self.copies)
+        for box in widgets:
             box.blockSignals(True)
+        for box in (self.size_box, self.format_box):
             box.clear()
         if printer is not None:
             self.size_box.addItems(list(printer.film_sizes))
@@ -257,7 +259,7 @@ class PrintComposer(QDialog):
             self.orientation_box.setCurrentText(self.model.options.orientation or printer.orientation)
             self.medium_box.setCurrentText(self.model.options.medium or printer.medium)
             self.copies.setValue(self.model.options.copies or printer.copies)
-        for box in (self.size_box, self.format_box):
+        for box in widgets:
             box.blockSignals(False)
 
     def _option(self, key: str, value) -> None:
@@ -371,22 +373,25 @@ class PrintComposer(QDialog):
         def work(progress, cancel):
             return simulate_density(film_page(plan), low, high)
 
+        if self._preview_job is not None:
+            self._preview_job.cancel()   # a newer preview replaces it
         job = self.runner.submit("film preview", work)
-        job.succeeded.connect(lambda page, p=plan: self._preview_arrived(p, page))
-        job.failed.connect(lambda message: self._preview_failed(message))
+        job.succeeded.connect(lambda page, j=job: self._preview_arrived(j, page))
+        job.failed.connect(lambda message, j=job: self._preview_failed(j, message))
         self._preview_job = job
         self.preview.update()
 
-    def _preview_arrived(self, plan, page) -> None:
-        plans = self.model.plans()
-        if not plans or self.page >= len(plans) or plans[self.page].items != plan.items:
+    def _preview_arrived(self, job, page) -> None:
+        if job is not self._preview_job:
             return   # the films changed meanwhile: a newer preview comes
         h, w = page.shape[:2]
         fmt = QImage.Format.Format_RGB888 if page.ndim == 3 else QImage.Format.Format_Grayscale8
         self.preview.image = QImage(page.data, w, h, page.strides[0], fmt).copy()
         self.preview.update()
 
-    def _preview_failed(self, message: str) -> None:
+    def _preview_failed(self, job, message: str) -> None:
+        if job is not self._preview_job:
+            return
         self.preview.image = None
         self.preview.note = message
         self.preview.update()

@@ -100,6 +100,17 @@ class PrintersDialog(QDialog):
         self.medium.setCurrentText(p.medium)
 
     def printer(self) -> Printer:
+        """The profile from the fields; what the dialog does not show is kept from the saved one."""
+        name = self.name.text().strip()
+        saved = next((p for p in self.network.settings.printers if p.name == name), None)
+        if saved is not None:
+            return saved.with_values(
+                aet=self.aet.text().strip(), host=self.host.text().strip(), port=self.port.value(),
+                color=self.color.isChecked(),
+                film_sizes=tuple(s.strip() for s in self.sizes.text().split(",") if s.strip()),
+                formats=tuple(f.strip() for f in self.formats.text().split(";") if f.strip()),
+                dpi=self.dpi.value(), bits=int(self.bits.currentText()), film_size=self.film_size.text().strip(),
+                display_format=self.display_format.text().strip(), medium=self.medium.currentText())
         return Printer(self.name.text().strip(), self.aet.text().strip(), self.host.text().strip(), self.port.value(),
                        color=self.color.isChecked(),
                        film_sizes=tuple(s.strip() for s in self.sizes.text().split(",") if s.strip()),

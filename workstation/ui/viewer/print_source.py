@@ -20,7 +20,7 @@ def series_name(ds) -> str:
 def _as_shown(model, ref) -> PrintItem:
     view = model.view
     return item_of(ref, model.shown_window(), view.rotation, view.flip_horizontal, view.flip_vertical,
-                   series_name(model.display_set))
+                   series_name(model.display_set), view.invert)
 
 
 class ViewerPrintSource:
@@ -72,4 +72,4 @@ class ViewerPrintSource:
         model = self.model
         view = model.view
         return every_nth(model.frames, first, last, step, model.shown_window(), view.rotation, view.flip_horizontal,
-                         view.flip_vertical, series_name(model.display_set))
+                         view.flip_vertical, series_name(model.display_set), view.invert)
