@@ -64,7 +64,8 @@ class View3DWidget(QWidget):
         self.modality = (modality or "").upper()
         self.mip_window = mip_window or (lambda: None)   # the planes' window, for the 3D MIP
         self.presets = volume_presets(self.modality)
-        self._range: tuple[float, float] | None = None
+        self._range: tuple[float, float] | None = None          # for relative presets
+        self._mip_range: tuple[float, float] | None = None      # the MIP's window without a plane window
         self.preset = default_preset(self.modality)
         self.mip = False
         self.clip = ClipBox()
@@ -169,8 +170,10 @@ class View3DWidget(QWidget):
 
     def _mip_preset(self):
         window = self.mip_window()
-        if window is None:
-            low, high = value_range(self.image.volume.array, 1.0, 99.9)
+        if window is None:   # no plane window: the volume's own range, sampled once (state() runs per drag step)
+            if self._mip_range is None:
+                self._mip_range = value_range(self.image.volume.array, 1.0, 99.9)
+            low, high = self._mip_range
             window = ((low + high) / 2, high - low)
         return mip_preset(*window)
 
